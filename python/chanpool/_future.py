@@ -1,0 +1,131 @@
+"""chanpool.Future: a real concurrent.futures.Future that is cheap when nobody is watching.
+
+A stock Future builds a threading.Condition up front and takes it on every state change, which
+costs more than a trivial task itself. Here the condition is built on first use: the worker
+threads (in Rust, holding the GIL) move an unobserved future from PENDING to RUNNING to FINISHED
+with plain attribute writes, and fall back to the locked methods as soon as anyone has touched
+the condition (result() waiting, add_done_callback, cancel, wait, as_completed, asyncio). Every
+Python-level reader goes through ``_condition`` first, so the two paths never interleave.
+
+Two more differences from the stock class: result() and exception() wait in short slices so
+Ctrl-C (and ``_thread.interrupt_main``) gets through, and an exception that is never retrieved is
+logged on the ``chanpool`` logger when the future is garbage collected.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import threading
+import time
+from concurrent.futures import _base
+from typing import Any, Optional
+
+__all__ = ["Future"]
+
+_PENDING = _base.PENDING
+_RUNNING = _base.RUNNING
+_CANCELLED = _base.CANCELLED
+_CANCELLED_AND_NOTIFIED = _base.CANCELLED_AND_NOTIFIED
+_FINISHED = _base.FINISHED
+_SLICE = 0.05
+
+logger = logging.getLogger("chanpool")
+
+
+class _UnretrievedException:
+    """Logs the exception when collected unless someone looked at it first."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc: Optional[BaseException] = exc
+
+    def __del__(self) -> None:
+        exc = self.exc
+        if exc is not None:
+            self.exc = None
+            logger.error(
+                "chanpool Future exception was never retrieved",
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+
+
+class Future(cf.Future):  # type: ignore[type-arg]
+    """A concurrent.futures.Future (isinstance works, every method is the stock one's)."""
+
+    # Class-level defaults: an instance stores only what changed.
+    _state = _PENDING
+    _result: Any = None
+    _exception: Optional[BaseException] = None
+    _cond: Optional[threading.Condition] = None
+    _unretrieved: Optional[_UnretrievedException] = None
+
+    def __init__(self) -> None:
+        # Writing an attribute now makes the instance dict exist before any worker sees the
+        # future, so the worker's attribute writes never allocate (and never run the GC).
+        self._state = _PENDING
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        cond = self._cond
+        if cond is None:
+            d = self.__dict__
+            d.setdefault("_waiters", [])
+            d.setdefault("_done_callbacks", [])
+            cond = d.setdefault("_cond", threading.Condition())
+        return cond
+
+    def set_exception(self, exception: Optional[BaseException]) -> None:
+        with self._condition:
+            if self._state in (_PENDING, _RUNNING) and exception is not None:
+                self._unretrieved = _UnretrievedException(exception)
+            super().set_exception(exception)
+
+    def _retrieved(self) -> None:
+        u = self._unretrieved
+        if u is not None:
+            u.exc = None
+            self._unretrieved = None
+
+    def _finished_result(self) -> Any:
+        exc = self._exception
+        if exc is not None:
+            self._retrieved()
+            try:
+                raise exc
+            finally:
+                # Break the cycle exception -> traceback -> frame -> self.
+                exc = None
+                self = None  # type: ignore[assignment]  # noqa: PLW0642
+        return self._result
+
+    def _wait_finished(self, timeout: Optional[float]) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cond = self._condition
+        with cond:
+            while True:
+                state = self._state
+                if state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
+                    raise cf.CancelledError()
+                if state == _FINISHED:
+                    return
+                if deadline is None:
+                    wait = _SLICE
+                else:
+                    wait = deadline - time.monotonic()
+                    if wait <= 0:
+                        raise cf.TimeoutError()
+                    wait = min(wait, _SLICE)
+                cond.wait(wait)
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        if self._state is not _FINISHED:
+            self._wait_finished(timeout)
+        return self._finished_result()
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        if self._state is not _FINISHED:
+            self._wait_finished(timeout)
+        self._retrieved()
+        return self._exception

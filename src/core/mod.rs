@@ -1,0 +1,2 @@
+//! The concurrency core: plain Rust, no pyo3, unit-tested with `cargo test`.
+pub mod pool;

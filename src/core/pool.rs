@@ -1,0 +1,503 @@
+//! A Go-style worker pool: one shared (optionally bounded) job queue drained by up to
+//! `max_workers` threads that are started on demand. Knows nothing about Python: the binding
+//! supplies the worker body, which decides how jobs run (e.g. attached to the interpreter).
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
+use parking_lot::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::Duration;
+
+/// Why a job was handed back instead of queued; the job comes back so nothing is lost.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejected<J> {
+    /// The bounded queue is full (try_submit) or stayed full for the whole timeout.
+    Full(J),
+    /// The pool was shut down.
+    Closed(J),
+}
+
+impl<J> Rejected<J> {
+    pub fn into_inner(self) -> J {
+        match self {
+            Rejected::Full(j) | Rejected::Closed(j) => j,
+        }
+    }
+}
+
+/// What a worker finds when it looks for work without blocking.
+pub enum Next<J> {
+    Job(J),
+    Empty,
+    Closed,
+}
+
+/// Counters behind `stats()`; updated with relaxed atomics so they cost nothing on the hot path.
+#[derive(Default)]
+pub struct Counters {
+    pub submitted: AtomicU64,
+    pub completed: AtomicU64,
+    pub failed: AtomicU64,
+    pub cancelled: AtomicU64,
+    pub running: AtomicUsize,
+    /// Times a worker found the queue empty and had to block (and so let go of the GIL).
+    pub waits: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// A point-in-time copy of the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    pub workers: usize,
+    pub idle: usize,
+    pub queued: usize,
+    pub running: usize,
+    pub submitted: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    pub waits: u64,
+}
+
+type Body<J> = dyn Fn(Worker<J>) + Send + Sync;
+
+pub struct Pool<J: Send + 'static> {
+    // The only long-lived sender: taking it out closes the queue once in-flight sends finish.
+    tx: RwLock<Option<Sender<J>>>,
+    rx: Receiver<J>,
+    capacity: usize,
+    max_workers: usize,
+    name_prefix: String,
+    closed: AtomicBool,
+    spawned: AtomicUsize,
+    idle: AtomicUsize,
+    handles: Mutex<Vec<(ThreadId, JoinHandle<()>)>>,
+    body: Box<Body<J>>,
+    pub counters: Counters,
+}
+
+/// A worker's view of its pool.
+pub struct Worker<J: Send + 'static> {
+    pool: Arc<Pool<J>>,
+    pub index: usize,
+}
+
+impl<J: Send + 'static> Worker<J> {
+    pub fn pool(&self) -> &Arc<Pool<J>> {
+        &self.pool
+    }
+
+    /// Takes a job if one is queued; never blocks, so it is safe while holding the GIL.
+    pub fn try_next(&self) -> Next<J> {
+        match self.pool.rx.try_recv() {
+            Ok(j) => Next::Job(j),
+            Err(crossbeam_channel::TryRecvError::Empty) => Next::Empty,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Next::Closed,
+        }
+    }
+
+    /// Blocks until a job arrives; None once the pool is shut down and drained.
+    /// Call it only with the GIL released.
+    pub fn wait_next(&self) -> Option<J> {
+        let p = &self.pool;
+        p.counters.waits.fetch_add(1, Ordering::Relaxed);
+        p.idle.fetch_add(1, Ordering::AcqRel);
+        let r = p.rx.recv().ok();
+        p.idle.fetch_sub(1, Ordering::AcqRel);
+        r
+    }
+}
+
+impl<J: Send + 'static> Drop for Worker<J> {
+    fn drop(&mut self) {
+        self.pool.spawned.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<J: Send + 'static> Pool<J> {
+    /// `capacity == 0` means an unbounded queue.
+    pub fn new<F>(max_workers: usize, capacity: usize, name_prefix: String, body: F) -> Arc<Self>
+    where
+        F: Fn(Worker<J>) + Send + Sync + 'static,
+    {
+        assert!(max_workers > 0, "max_workers must be positive");
+        let (tx, rx) = if capacity == 0 {
+            unbounded()
+        } else {
+            bounded(capacity)
+        };
+        Arc::new(Pool {
+            tx: RwLock::new(Some(tx)),
+            rx,
+            capacity,
+            max_workers,
+            name_prefix,
+            closed: AtomicBool::new(false),
+            spawned: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            handles: Mutex::new(Vec::new()),
+            body: Box::new(body),
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn max_workers(&self) -> usize {
+        self.max_workers
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Queues a job without blocking.
+    /// `weight` is how many tasks the job carries (a map chunk carries several), for the counters.
+    pub fn try_submit(self: &Arc<Self>, job: J, weight: u64) -> Result<(), Rejected<J>> {
+        let r = {
+            let tx = self.tx.read();
+            match tx.as_ref() {
+                None => return Err(Rejected::Closed(job)),
+                Some(tx) => tx.try_send(job),
+            }
+        };
+        match r {
+            Ok(()) => {
+                self.accepted(weight);
+                Ok(())
+            }
+            Err(TrySendError::Full(j)) => Err(Rejected::Full(j)),
+            Err(TrySendError::Disconnected(j)) => Err(Rejected::Closed(j)),
+        }
+    }
+
+    /// Waits up to `timeout` for room in a bounded queue. Callers loop over short slices so
+    /// they can notice signals and shutdown between them.
+    pub fn submit_timeout(
+        self: &Arc<Self>,
+        job: J,
+        weight: u64,
+        timeout: Duration,
+    ) -> Result<(), Rejected<J>> {
+        // Clone the sender so a blocked submitter never holds the lock shutdown needs.
+        let tx = match self.tx.read().as_ref() {
+            None => return Err(Rejected::Closed(job)),
+            Some(tx) => tx.clone(),
+        };
+        match tx.send_timeout(job, timeout) {
+            Ok(()) => {
+                self.accepted(weight);
+                Ok(())
+            }
+            Err(crossbeam_channel::SendTimeoutError::Timeout(j)) => {
+                if self.is_closed() {
+                    Err(Rejected::Closed(j))
+                } else {
+                    Err(Rejected::Full(j))
+                }
+            }
+            Err(crossbeam_channel::SendTimeoutError::Disconnected(j)) => Err(Rejected::Closed(j)),
+        }
+    }
+
+    fn accepted(self: &Arc<Self>, n: u64) {
+        self.counters.submitted.fetch_add(n, Ordering::Relaxed);
+        // Like ThreadPoolExecutor: start a thread only when no worker is waiting for work.
+        if self.idle.load(Ordering::Acquire) == 0 {
+            let _ = self.spawn_worker();
+        }
+    }
+
+    /// Starts one more worker if below the limit. Returns whether one was started.
+    pub fn spawn_worker(self: &Arc<Self>) -> std::io::Result<bool> {
+        if self.is_closed() {
+            return Ok(false);
+        }
+        let mut n = self.spawned.load(Ordering::Acquire);
+        loop {
+            if n >= self.max_workers {
+                return Ok(false);
+            }
+            match self
+                .spawned
+                .compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(cur) => n = cur,
+            }
+        }
+        let mut handles = self.handles.lock();
+        let index = handles.len();
+        let worker = Worker {
+            pool: Arc::clone(self),
+            index,
+        };
+        let name = if self.name_prefix.is_empty() {
+            format!("chanpool-worker_{index}")
+        } else {
+            format!("{}_{index}", self.name_prefix)
+        };
+        match thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                let pool = Arc::clone(&worker.pool);
+                (pool.body)(worker)
+            })
+        {
+            Ok(h) => {
+                handles.push((h.thread().id(), h));
+                Ok(true)
+            }
+            Err(e) => {
+                // The Worker (and its decrement of `spawned`) was dropped with the closure.
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops accepting jobs. Workers finish what is queued, then exit.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.tx.write().take();
+    }
+
+    /// Removes every job still queued (for cancel_futures and exit).
+    pub fn drain(&self) -> Vec<J> {
+        self.rx.try_iter().collect()
+    }
+
+    /// Waits for every worker thread except the calling one. Call with the GIL released.
+    pub fn join(&self, timeout: Option<Duration>) -> bool {
+        let me = thread::current().id();
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            let next = {
+                let mut hs = self.handles.lock();
+                let pos = hs.iter().position(|(id, _)| *id != me);
+                pos.map(|i| hs.swap_remove(i))
+            };
+            let Some((_, h)) = next else { return true };
+            match deadline {
+                None => {
+                    let _ = h.join();
+                }
+                Some(d) => {
+                    while !h.is_finished() {
+                        if std::time::Instant::now() >= d {
+                            self.handles.lock().push((h.thread().id(), h));
+                            return false;
+                        }
+                        thread::sleep(Duration::from_millis(2));
+                    }
+                    let _ = h.join();
+                }
+            }
+        }
+    }
+
+    /// Forgets the threads and queue ends without touching them: after fork() they belong to
+    /// the parent, and their internal locks may be held by threads that no longer exist.
+    pub fn abandon(&self) {
+        std::mem::forget(std::mem::take(&mut *self.handles.lock()));
+        std::mem::forget(self.tx.write().take());
+    }
+
+    pub fn queued(&self) -> usize {
+        self.rx.len()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let c = &self.counters;
+        Snapshot {
+            workers: self.spawned.load(Ordering::Acquire),
+            idle: self.idle.load(Ordering::Acquire),
+            queued: self.rx.len(),
+            running: c.running.load(Ordering::Relaxed),
+            submitted: c.submitted.load(Ordering::Relaxed),
+            completed: c.completed.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+            waits: c.waits.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Convenience for tests and plain-Rust users: a worker body that runs boxed closures.
+pub fn closure_body(w: Worker<Box<dyn FnOnce() + Send>>) {
+    loop {
+        let job = match w.try_next() {
+            Next::Job(j) => j,
+            Next::Empty => match w.wait_next() {
+                Some(j) => j,
+                None => break,
+            },
+            Next::Closed => break,
+        };
+        w.pool().counters.running.fetch_add(1, Ordering::Relaxed);
+        job();
+        w.pool().counters.running.fetch_sub(1, Ordering::Relaxed);
+        Counters::add(&w.pool().counters.completed, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Barrier;
+
+    type Job = Box<dyn FnOnce() + Send>;
+
+    fn pool(workers: usize, cap: usize) -> Arc<Pool<Job>> {
+        Pool::new(workers, cap, String::new(), closure_body)
+    }
+
+    #[test]
+    fn runs_every_job_exactly_once_from_many_producers() {
+        for _ in 0..20 {
+            let p = pool(4, 8);
+            let sum = Arc::new(AtomicU64::new(0));
+            let producers: Vec<_> = (0..4)
+                .map(|t| {
+                    let p = Arc::clone(&p);
+                    let sum = Arc::clone(&sum);
+                    thread::spawn(move || {
+                        for i in 0..1000u64 {
+                            let s = Arc::clone(&sum);
+                            let mut job: Job = Box::new(move || {
+                                s.fetch_add(t * 1000 + i, Ordering::Relaxed);
+                            });
+                            loop {
+                                match p.submit_timeout(job, 1, Duration::from_millis(20)) {
+                                    Ok(()) => break,
+                                    Err(Rejected::Full(j)) => job = j,
+                                    Err(Rejected::Closed(_)) => panic!("closed"),
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for h in producers {
+                h.join().unwrap();
+            }
+            p.close();
+            assert!(p.join(None));
+            assert_eq!(sum.load(Ordering::Relaxed), (0..4000u64).sum::<u64>());
+            let s = p.snapshot();
+            assert_eq!((s.submitted, s.completed, s.workers), (4000, 4000, 0));
+        }
+    }
+
+    #[test]
+    fn bounded_queue_rejects_when_full_and_returns_the_job() {
+        let p = pool(1, 1);
+        let gate = Arc::new(Barrier::new(2));
+        let g = Arc::clone(&gate);
+        p.try_submit(
+            Box::new(move || {
+                g.wait();
+            }),
+            1,
+        )
+        .unwrap();
+        // The worker may or may not have taken the first job yet: fill until full.
+        let mut queued = 0;
+        loop {
+            match p.try_submit(Box::new(|| {}), 1) {
+                Ok(()) => queued += 1,
+                Err(Rejected::Full(_)) => break,
+                Err(Rejected::Closed(_)) => unreachable!(),
+            }
+            assert!(queued <= 2);
+        }
+        assert!(matches!(
+            p.submit_timeout(Box::new(|| {}), 1, Duration::from_millis(5)),
+            Err(Rejected::Full(_))
+        ));
+        gate.wait();
+        p.close();
+        p.join(None);
+        assert_eq!(p.snapshot().completed, 1 + queued);
+    }
+
+    #[test]
+    fn closed_pool_refuses_and_drain_returns_queued_jobs() {
+        let p = pool(1, 0);
+        let gate = Arc::new(Barrier::new(2));
+        let g = Arc::clone(&gate);
+        p.try_submit(
+            Box::new(move || {
+                g.wait();
+            }),
+            1,
+        )
+        .unwrap();
+        for _ in 0..10 {
+            p.try_submit(Box::new(|| {}), 1).unwrap();
+        }
+        let drained = p.drain();
+        // The blocking job may still be queued or already taken.
+        assert!(drained.len() == 10 || drained.len() == 11);
+        p.close();
+        assert!(matches!(
+            p.try_submit(Box::new(|| {}), 1),
+            Err(Rejected::Closed(_))
+        ));
+        if drained.len() == 10 {
+            gate.wait();
+        }
+        drop(drained);
+        assert!(p.join(Some(Duration::from_secs(10))));
+    }
+
+    #[test]
+    fn spawns_no_more_than_max_workers() {
+        let p = pool(3, 0);
+        let gate = Arc::new(Barrier::new(4));
+        for _ in 0..3 {
+            let g = Arc::clone(&gate);
+            p.try_submit(
+                Box::new(move || {
+                    g.wait();
+                }),
+                1,
+            )
+            .unwrap();
+        }
+        for _ in 0..50 {
+            p.try_submit(Box::new(|| {}), 1).unwrap();
+        }
+        assert!(p.snapshot().workers <= 3);
+        gate.wait();
+        p.close();
+        p.join(None);
+        assert_eq!(p.snapshot().completed, 53);
+    }
+
+    #[test]
+    fn idle_worker_is_reused_instead_of_spawning() {
+        let p = pool(8, 0);
+        for _ in 0..100 {
+            let (tx, rx) = crossbeam_channel::bounded(0);
+            p.try_submit(Box::new(move || tx.send(()).unwrap()), 1)
+                .unwrap();
+            rx.recv().unwrap();
+            // Wait until the worker is back to idle before the next submit.
+            while p.snapshot().idle == 0 {
+                thread::yield_now();
+            }
+        }
+        assert_eq!(p.snapshot().workers, 1);
+        p.close();
+        p.join(None);
+    }
+}

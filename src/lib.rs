@@ -1,0 +1,41 @@
+//! chanpool: Go's concurrency patterns for Python on native threads.
+//!
+//! `core` holds the concurrency primitives in plain Rust; `py` adapts them to Python.
+
+pub mod core;
+mod py;
+
+#[pyo3::pymodule(gil_used = false)]
+mod _core {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use crate::py::map::MapIterator;
+    #[pymodule_export]
+    use crate::py::pool::WorkerPool;
+    #[pymodule_export]
+    use crate::py::runtime::{_after_fork_child, _after_fork_parent, _before_fork, _shutdown_all};
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        let py = m.py();
+        // Rust log records go to Python's `logging` (logger "chanpool"). Levels are looked up per
+        // record, which is fine because nothing logs on a hot path.
+        let _ = pyo3_log::Logger::new(py, pyo3_log::Caching::Nothing)?
+            .filter(log::LevelFilter::Debug)
+            .install();
+        // Native workers must be gone before the interpreter finalizes.
+        py.import("atexit")?
+            .call_method1("register", (m.getattr("_shutdown_all")?,))?;
+        let os = py.import("os")?;
+        if os.hasattr("register_at_fork")? {
+            let kw = pyo3::types::PyDict::new(py);
+            kw.set_item("before", m.getattr("_before_fork")?)?;
+            kw.set_item("after_in_parent", m.getattr("_after_fork_parent")?)?;
+            kw.set_item("after_in_child", m.getattr("_after_fork_child")?)?;
+            os.call_method("register_at_fork", (), Some(&kw))?;
+        }
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,98 @@
+//! Creating and completing chanpool.Future objects from Rust.
+//!
+//! See python/chanpool/_future.py for the protocol: while `_cond` is None nobody has observed the
+//! future, so a worker holding the GIL may change its state with plain attribute writes (no
+//! Python code runs between the check and the writes). Otherwise it calls the locked methods.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyString, PyTuple, PyType};
+
+struct Api {
+    cls: Py<PyType>,
+    pending: Py<PyAny>,
+    running: Py<PyAny>,
+    finished: Py<PyAny>,
+    n_state: Py<PyString>,
+    n_result: Py<PyString>,
+    n_cond: Py<PyString>,
+    empty: Py<PyTuple>,
+}
+
+static API: PyOnceLock<Api> = PyOnceLock::new();
+
+fn api(py: Python<'_>) -> PyResult<&Api> {
+    API.get_or_try_init(py, || {
+        let base = py.import("concurrent.futures._base")?;
+        let cls = py
+            .import("chanpool._future")?
+            .getattr("Future")?
+            .cast_into::<PyType>()?
+            .unbind();
+        Ok(Api {
+            cls,
+            pending: base.getattr("PENDING")?.unbind(),
+            running: base.getattr("RUNNING")?.unbind(),
+            finished: base.getattr("FINISHED")?.unbind(),
+            n_state: PyString::intern(py, "_state").unbind(),
+            n_result: PyString::intern(py, "_result").unbind(),
+            n_cond: PyString::intern(py, "_cond").unbind(),
+            empty: PyTuple::empty(py).unbind(),
+        })
+    })
+}
+
+/// A fresh PENDING future, built without running `__init__` (it only sets `_state`).
+pub fn new_future(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let a = api(py)?;
+    // SAFETY: PyType_GenericNew only allocates an instance of a heap type; args are ignored.
+    let obj = unsafe {
+        let p = pyo3::ffi::PyType_GenericNew(
+            a.cls.as_ptr().cast(),
+            a.empty.as_ptr(),
+            std::ptr::null_mut(),
+        );
+        Bound::from_owned_ptr_or_err(py, p)?
+    };
+    // Creates the instance dict now, before any worker can see the future.
+    obj.setattr(a.n_state.bind(py), a.pending.bind(py))?;
+    Ok(obj)
+}
+
+fn unobserved(a: &Api, fut: &Bound<'_, PyAny>) -> PyResult<bool> {
+    Ok(fut.getattr(a.n_cond.bind(fut.py()))?.is_none())
+}
+
+/// PENDING -> RUNNING. False when the future was cancelled (the caller must skip the work).
+pub fn start(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = fut.py();
+    let a = api(py)?;
+    if unobserved(a, fut)? && fut.getattr(a.n_state.bind(py))?.is(a.pending.bind(py)) {
+        fut.setattr(a.n_state.bind(py), a.running.bind(py))?;
+        return Ok(true);
+    }
+    fut.call_method0(pyo3::intern!(py, "set_running_or_notify_cancel"))?
+        .is_truthy()
+}
+
+pub fn set_result(fut: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) -> PyResult<()> {
+    let py = fut.py();
+    let a = api(py)?;
+    if unobserved(a, fut)? {
+        fut.setattr(a.n_result.bind(py), value)?;
+        fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
+        return Ok(());
+    }
+    fut.call_method1(pyo3::intern!(py, "set_result"), (value,))?;
+    Ok(())
+}
+
+pub fn set_exception(fut: &Bound<'_, PyAny>, err: PyErr) -> PyResult<()> {
+    let py = fut.py();
+    fut.call_method1(pyo3::intern!(py, "set_exception"), (err.into_value(py),))?;
+    Ok(())
+}
+
+pub fn cancel(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fut.call_method0(pyo3::intern!(fut.py(), "cancel"))?.is_truthy()
+}

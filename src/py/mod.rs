@@ -1,0 +1,6 @@
+//! The binding layer: adapts the core to Python and owns the GIL rules.
+pub mod errors;
+pub mod future;
+pub mod map;
+pub mod pool;
+pub mod runtime;

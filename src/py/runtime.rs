@@ -1,0 +1,115 @@
+//! Process-wide rules every binding follows: stop native workers before the interpreter
+//! finalizes, refuse objects inherited across fork(), and wait in slices so Ctrl-C gets through.
+
+use parking_lot::Mutex;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+/// How long a blocked call sleeps before it looks at signals and deadlines again.
+pub const SLICE: Duration = Duration::from_millis(20);
+
+/// Anything that owns native threads running Python.
+pub trait Stoppable: Send + Sync {
+    /// Called attached, at interpreter exit: cancel queued work, then join workers detached.
+    fn stop_for_exit(&self, py: Python<'_>);
+}
+
+static REGISTRY: Mutex<Vec<Weak<dyn Stoppable>>> = Mutex::new(Vec::new());
+static FORK_GEN: AtomicU64 = AtomicU64::new(0);
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+pub fn register(obj: &Arc<dyn Stoppable>) {
+    let mut reg = REGISTRY.lock();
+    reg.retain(|w| w.strong_count() > 0);
+    reg.push(Arc::downgrade(obj));
+}
+
+/// Bumped in the child after fork(): objects from an older generation are dead there.
+pub fn generation() -> u64 {
+    FORK_GEN.load(Ordering::Acquire)
+}
+
+pub fn exiting() -> bool {
+    EXITING.load(Ordering::Acquire)
+}
+
+pub fn check_process(gen: u64, what: &str) -> PyResult<()> {
+    if gen != generation() {
+        return Err(PyRuntimeError::new_err(format!(
+            "this {what} was created in the parent process before fork(); its threads do not \
+             exist here: create a new {what} in the child"
+        )));
+    }
+    Ok(())
+}
+
+/// atexit hook: stops everything that is still running.
+#[pyfunction]
+pub fn _shutdown_all(py: Python<'_>) {
+    EXITING.store(true, Ordering::Release);
+    let live: Vec<Arc<dyn Stoppable>> = REGISTRY.lock().iter().filter_map(Weak::upgrade).collect();
+    for obj in live {
+        obj.stop_for_exit(py);
+    }
+}
+
+thread_local! {
+    // The registry guard held across fork() by the forking thread (its TLS survives in the child).
+    static HELD: std::cell::RefCell<Option<parking_lot::MutexGuard<'static, Vec<Weak<dyn Stoppable>>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// os.register_at_fork(before=...): hold the registry so the child never inherits it locked.
+#[pyfunction]
+pub fn _before_fork() {
+    let guard = REGISTRY.lock();
+    HELD.with(|h| *h.borrow_mut() = Some(guard));
+}
+
+#[pyfunction]
+pub fn _after_fork_parent() {
+    HELD.with(|h| h.borrow_mut().take());
+}
+
+#[pyfunction]
+pub fn _after_fork_child() {
+    HELD.with(|h| {
+        if let Some(mut reg) = h.borrow_mut().take() {
+            // The parent's objects must not be touched (their locks may be held by threads
+            // that are gone), so forget them instead of dropping.
+            std::mem::forget(std::mem::take(&mut *reg));
+        }
+    });
+    FORK_GEN.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Remaining time until `deadline`, capped at one slice; None when it has passed.
+pub fn next_slice(deadline: Option<Instant>) -> Option<Duration> {
+    match deadline {
+        None => Some(SLICE),
+        Some(d) => {
+            let now = Instant::now();
+            if now >= d {
+                None
+            } else {
+                Some((d - now).min(SLICE))
+            }
+        }
+    }
+}
+
+pub fn deadline_from(timeout: Option<f64>) -> PyResult<Option<Instant>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_nan() => Err(pyo3::exceptions::PyValueError::new_err(
+            "timeout must be a number, not NaN",
+        )),
+        Some(t) if t <= 0.0 => Ok(Some(Instant::now())),
+        Some(t) => Ok(Some(
+            Instant::now() + Duration::try_from_secs_f64(t).unwrap_or(Duration::from_secs(u32::MAX as u64)),
+        )),
+    }
+}
