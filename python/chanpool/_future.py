@@ -19,9 +19,11 @@ import logging
 import threading
 import time
 from concurrent.futures import _base
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 __all__ = ["Future"]
+
+_T = TypeVar("_T")
 
 _PENDING = _base.PENDING
 _RUNNING = _base.RUNNING
@@ -51,7 +53,7 @@ class _UnretrievedException:
             )
 
 
-class Future(cf.Future):  # type: ignore[type-arg]
+class Future(cf.Future[_T]):
     """A concurrent.futures.Future (isinstance works, every method is the stock one's)."""
 
     # Class-level defaults: an instance stores only what changed.
@@ -119,7 +121,7 @@ class Future(cf.Future):  # type: ignore[type-arg]
                     wait = min(wait, _SLICE)
                 cond.wait(wait)
 
-    def result(self, timeout: Optional[float] = None) -> Any:
+    def result(self, timeout: Optional[float] = None) -> _T:
         if self._state is not _FINISHED:
             self._wait_finished(timeout)
         return self._finished_result()

@@ -10,12 +10,20 @@ use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
 
 /// Why a job was handed back instead of queued; the job comes back so nothing is lost.
-#[derive(Debug, PartialEq, Eq)]
 pub enum Rejected<J> {
     /// The bounded queue is full (try_submit) or stayed full for the whole timeout.
     Full(J),
     /// The pool was shut down.
     Closed(J),
+}
+
+impl<J> std::fmt::Debug for Rejected<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Rejected::Full(_) => "Full",
+            Rejected::Closed(_) => "Closed",
+        })
+    }
 }
 
 impl<J> Rejected<J> {
@@ -77,6 +85,9 @@ pub struct Pool<J: Send + 'static> {
     closed: AtomicBool,
     spawned: AtomicUsize,
     idle: AtomicUsize,
+    /// One token per time a worker went idle, taken by a submit (ThreadPoolExecutor's idle
+    /// semaphore): a submit that gets one relies on that worker instead of starting a thread.
+    idle_tokens: AtomicUsize,
     handles: Mutex<Vec<(ThreadId, JoinHandle<()>)>>,
     body: Box<Body<J>>,
     pub counters: Counters,
@@ -108,6 +119,7 @@ impl<J: Send + 'static> Worker<J> {
         let p = &self.pool;
         p.counters.waits.fetch_add(1, Ordering::Relaxed);
         p.idle.fetch_add(1, Ordering::AcqRel);
+        p.idle_tokens.fetch_add(1, Ordering::AcqRel);
         let r = p.rx.recv().ok();
         p.idle.fetch_sub(1, Ordering::AcqRel);
         r
@@ -141,6 +153,7 @@ impl<J: Send + 'static> Pool<J> {
             closed: AtomicBool::new(false),
             spawned: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
+            idle_tokens: AtomicUsize::new(0),
             handles: Mutex::new(Vec::new()),
             body: Box::new(body),
             counters: Counters::default(),
@@ -211,7 +224,11 @@ impl<J: Send + 'static> Pool<J> {
     fn accepted(self: &Arc<Self>, n: u64) {
         self.counters.submitted.fetch_add(n, Ordering::Relaxed);
         // Like ThreadPoolExecutor: start a thread only when no worker is waiting for work.
-        if self.idle.load(Ordering::Acquire) == 0 {
+        let took_token = self
+            .idle_tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if !took_token {
             let _ = self.spawn_worker();
         }
     }
@@ -245,13 +262,10 @@ impl<J: Send + 'static> Pool<J> {
         } else {
             format!("{}_{index}", self.name_prefix)
         };
-        match thread::Builder::new()
-            .name(name)
-            .spawn(move || {
-                let pool = Arc::clone(&worker.pool);
-                (pool.body)(worker)
-            })
-        {
+        match thread::Builder::new().name(name).spawn(move || {
+            let pool = Arc::clone(&worker.pool);
+            (pool.body)(worker)
+        }) {
             Ok(h) => {
                 handles.push((h.thread().id(), h));
                 Ok(true)
@@ -402,14 +416,17 @@ mod tests {
         let p = pool(1, 1);
         let gate = Arc::new(Barrier::new(2));
         let g = Arc::clone(&gate);
+        let (started_tx, started) = crossbeam_channel::bounded(1);
         p.try_submit(
             Box::new(move || {
+                started_tx.send(()).unwrap();
                 g.wait();
             }),
             1,
         )
         .unwrap();
-        // The worker may or may not have taken the first job yet: fill until full.
+        started.recv().unwrap();
+        // The worker is busy: exactly one more job fits.
         let mut queued = 0;
         loop {
             match p.try_submit(Box::new(|| {}), 1) {
@@ -417,8 +434,8 @@ mod tests {
                 Err(Rejected::Full(_)) => break,
                 Err(Rejected::Closed(_)) => unreachable!(),
             }
-            assert!(queued <= 2);
         }
+        assert_eq!(queued, 1);
         assert!(matches!(
             p.submit_timeout(Box::new(|| {}), 1, Duration::from_millis(5)),
             Err(Rejected::Full(_))

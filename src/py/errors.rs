@@ -7,11 +7,22 @@ use pyo3::types::PyType;
 
 static BROKEN: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static TIMEOUT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static CANCELLED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-fn make(py: Python<'_>, cell: &'static PyOnceLock<Py<PyType>>, module: &str, name: &str, msg: Option<&str>) -> PyErr {
+fn make(
+    py: Python<'_>,
+    cell: &'static PyOnceLock<Py<PyType>>,
+    module: &str,
+    name: &str,
+    msg: Option<&str>,
+) -> PyErr {
     let ty = cell.get_or_try_init(py, || -> PyResult<_> {
-        Ok(py.import(module)?.getattr(name)?.cast_into::<PyType>()?.unbind())
+        Ok(py
+            .import(module)?
+            .getattr(name)?
+            .cast_into::<PyType>()?
+            .unbind())
     });
     match ty {
         Ok(t) => match msg {
@@ -24,7 +35,13 @@ fn make(py: Python<'_>, cell: &'static PyOnceLock<Py<PyType>>, module: &str, nam
 
 /// concurrent.futures.thread.BrokenThreadPool, so `except BrokenExecutor` keeps working.
 pub fn broken_thread_pool(py: Python<'_>, msg: &str) -> PyErr {
-    make(py, &BROKEN, "concurrent.futures.thread", "BrokenThreadPool", Some(msg))
+    make(
+        py,
+        &BROKEN,
+        "concurrent.futures.thread",
+        "BrokenThreadPool",
+        Some(msg),
+    )
 }
 
 /// concurrent.futures.TimeoutError (distinct from the builtin before Python 3.11).
@@ -32,10 +49,18 @@ pub fn timeout_error(py: Python<'_>) -> PyErr {
     make(py, &TIMEOUT, "concurrent.futures", "TimeoutError", None)
 }
 
+/// concurrent.futures.CancelledError.
+pub fn cancelled_error(py: Python<'_>) -> PyErr {
+    make(py, &CANCELLED, "concurrent.futures", "CancelledError", None)
+}
+
 /// Reports an exception with its traceback on the `chanpool` logger.
 pub fn log_exception(py: Python<'_>, msg: &str, err: PyErr) {
     let logger = LOGGER.get_or_try_init(py, || -> PyResult<_> {
-        Ok(py.import("logging")?.call_method1("getLogger", ("chanpool",))?.unbind())
+        Ok(py
+            .import("logging")?
+            .call_method1("getLogger", ("chanpool",))?
+            .unbind())
     });
     let ok = logger.ok().map(|l| {
         let kw = pyo3::types::PyDict::new(py);

@@ -94,5 +94,6 @@ pub fn set_exception(fut: &Bound<'_, PyAny>, err: PyErr) -> PyResult<()> {
 }
 
 pub fn cancel(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
-    fut.call_method0(pyo3::intern!(fut.py(), "cancel"))?.is_truthy()
+    fut.call_method0(pyo3::intern!(fut.py(), "cancel"))?
+        .is_truthy()
 }

@@ -7,7 +7,7 @@
 use crate::core::pool::{Counters, Next, Pool, Rejected, Worker};
 use crate::py::errors;
 use crate::py::future;
-use crate::py::map::{self, ChunkJob, MapIterator};
+use crate::py::map::{self, ChunkJob, MapIterator, Runner};
 use crate::py::runtime::{self, Stoppable, SLICE};
 use parking_lot::{Mutex, RwLock};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -27,16 +27,10 @@ pub struct CallJob {
 
 pub enum Task {
     Call(CallJob),
+    /// One chunk of a lazy map.
     Chunk(ChunkJob),
-}
-
-impl Task {
-    fn weight(&self) -> u64 {
-        match self {
-            Task::Call(_) => 1,
-            Task::Chunk(c) => c.len() as u64,
-        }
-    }
+    /// A runner of an eager map (claims chunks until none are left).
+    Runner(Runner),
 }
 
 pub type CorePool = Pool<Task>;
@@ -66,7 +60,9 @@ impl Ext {
         let pool = w.pool();
         pool.close();
         for task in pool.drain() {
-            fail_task(py, &pool.counters, task, || errors::broken_thread_pool(py, &msg));
+            fail_task(py, &pool.counters, task, || {
+                errors::broken_thread_pool(py, &msg)
+            });
         }
     }
 }
@@ -90,6 +86,7 @@ fn cancel_queued(py: Python<'_>, core: &CorePool) {
                 Counters::add(&core.counters.cancelled, 1);
             }
             Task::Chunk(c) => map::cancel_chunk(&core.counters, c),
+            Task::Runner(r) => map::cancel_runner(&core.counters, r),
         }
     }
 }
@@ -101,6 +98,7 @@ fn fail_task(py: Python<'_>, counters: &Counters, task: Task, make: impl Fn() ->
             Counters::add(&counters.failed, 1);
         }
         Task::Chunk(c) => map::fail_chunk(counters, c, make),
+        Task::Runner(r) => map::cancel_runner(counters, r),
     }
 }
 
@@ -169,14 +167,20 @@ fn worker_main(ext: Arc<Ext>, w: Worker<Task>) {
             match task {
                 Task::Call(job) => run_call(py, counters, job),
                 Task::Chunk(c) => map::run_chunk(py, counters, c),
+                Task::Runner(r) => map::run_runner(py, counters, r),
             }
         }
     });
 }
 
 /// Queues a task, waiting detached (in slices, watching for Ctrl-C) while the queue is full.
-pub fn enqueue(py: Python<'_>, core: &Arc<CorePool>, ext: &Ext, task: Task) -> PyResult<()> {
-    let weight = task.weight();
+pub fn enqueue(
+    py: Python<'_>,
+    core: &Arc<CorePool>,
+    ext: &Ext,
+    task: Task,
+    weight: u64,
+) -> PyResult<()> {
     let mut task = match core.try_submit(task, weight) {
         Ok(()) => return Ok(()),
         Err(Rejected::Closed(_)) => return Err(closed_error(py, ext)),
@@ -297,7 +301,9 @@ impl WorkerPool {
                 }
                 let args = match initargs {
                     None => PyTuple::empty(py),
-                    Some(a) => pyo3::types::PySequenceMethods::to_tuple(a.cast::<pyo3::types::PySequence>()?)?,
+                    Some(a) => pyo3::types::PySequenceMethods::to_tuple(
+                        a.cast::<pyo3::types::PySequence>()?,
+                    )?,
                 };
                 Some(Init {
                     func: f.unbind(),
@@ -345,7 +351,7 @@ impl WorkerPool {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
         let (fut, task) = self.make_call(r#fn, args, kwargs)?;
-        enqueue(py, &self.core, &self.ext, task)?;
+        enqueue(py, &self.core, &self.ext, task, 1)?;
         Ok(fut)
     }
 
@@ -394,7 +400,9 @@ impl WorkerPool {
                 if !b.is_instance_of::<pyo3::types::PyInt>()
                     || b.is_instance_of::<pyo3::types::PyBool>()
                 {
-                    return Err(PyTypeError::new_err("buffersize must be an integer or None"));
+                    return Err(PyTypeError::new_err(
+                        "buffersize must be an integer or None",
+                    ));
                 }
                 let n: i64 = b.extract()?;
                 if n < 1 {
@@ -508,7 +516,11 @@ impl WorkerPool {
             self.core.capacity(),
             s.workers,
             s.queued,
-            if self.core.is_closed() { " shutdown" } else { "" }
+            if self.core.is_closed() {
+                " shutdown"
+            } else {
+                ""
+            }
         )
     }
 

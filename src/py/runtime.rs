@@ -17,7 +17,9 @@ pub trait Stoppable: Send + Sync {
     fn stop_for_exit(&self, py: Python<'_>);
 }
 
-static REGISTRY: Mutex<Vec<Weak<dyn Stoppable>>> = Mutex::new(Vec::new());
+type Registry = Vec<Weak<dyn Stoppable>>;
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Vec::new());
 static FORK_GEN: AtomicU64 = AtomicU64::new(0);
 static EXITING: AtomicBool = AtomicBool::new(false);
 
@@ -58,7 +60,7 @@ pub fn _shutdown_all(py: Python<'_>) {
 
 thread_local! {
     // The registry guard held across fork() by the forking thread (its TLS survives in the child).
-    static HELD: std::cell::RefCell<Option<parking_lot::MutexGuard<'static, Vec<Weak<dyn Stoppable>>>>> =
+    static HELD: std::cell::RefCell<Option<parking_lot::MutexGuard<'static, Registry>>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -109,7 +111,8 @@ pub fn deadline_from(timeout: Option<f64>) -> PyResult<Option<Instant>> {
         )),
         Some(t) if t <= 0.0 => Ok(Some(Instant::now())),
         Some(t) => Ok(Some(
-            Instant::now() + Duration::try_from_secs_f64(t).unwrap_or(Duration::from_secs(u32::MAX as u64)),
+            Instant::now()
+                + Duration::try_from_secs_f64(t).unwrap_or(Duration::from_secs(u32::MAX as u64)),
         )),
     }
 }

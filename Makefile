@@ -1,0 +1,52 @@
+# Everything runs from a project-local virtualenv that the targets create themselves, so a fresh
+# machine with only Rust and Python needs nothing else.
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+# maturin builds into the venv found in VIRTUAL_ENV.
+export VIRTUAL_ENV := $(abspath $(VENV))
+
+.PHONY: demo test build dev lint fmt rust-test py-test bench clean
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q "maturin>=1.16,<2"
+
+$(VENV)/.dev: $(VPY) pyproject.toml
+	$(VPY) -m pip install -q "pytest>=7" "ruff>=0.6" "mypy>=1.10" "hypothesis>=6"
+	touch $@
+
+build: $(VPY)
+	$(VENV)/bin/maturin develop --release -q
+
+dev: $(VENV)/.dev build
+
+demo: build
+	$(VPY) -m chanpool
+
+lint: $(VENV)/.dev
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests bench
+	$(VENV)/bin/ruff format --check python tests bench
+	$(VPY) -m mypy.stubtest chanpool._core --allowlist stubtest-allowlist.txt
+	$(VPY) -m mypy python/chanpool
+
+rust-test:
+	cargo test --quiet
+
+py-test: dev
+	$(VPY) -m pytest tests -q
+
+test: dev lint rust-test py-test
+
+bench: build
+	$(VPY) bench/pool.py
+
+fmt: $(VENV)/.dev
+	cargo fmt --all
+	$(VENV)/bin/ruff format python tests bench
+
+clean:
+	rm -rf $(VENV) target python/chanpool/*.so
