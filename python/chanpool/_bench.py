@@ -21,28 +21,18 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    Iterable,
-    Iterator,
-    List,
-    Mapping,
-    Optional,
-    Protocol,
-    Tuple,
-)
+from typing import Any, Callable, Protocol
 
 from chanpool import WorkerPool, __version__
 
 __all__ = [
-    "Sizes",
+    "TARGETS",
     "Executor",
     "Row",
-    "TARGETS",
+    "Sizes",
     "best_times",
     "environment",
     "format_table",
@@ -51,7 +41,7 @@ __all__ = [
 ]
 
 #: Minimum TPE/chanpool ratio for each case (None: shown for information only).
-TARGETS: Dict[str, Optional[float]] = {"map": 40.0, "submit+result": 10.0, "GIL-releasing": 1.0}
+TARGETS: dict[str, float | None] = {"map": 40.0, "submit+result": 10.0, "GIL-releasing": 1.0}
 
 Runner = Callable[[], object]
 
@@ -65,7 +55,7 @@ class Executor(Protocol):
         self,
         fn: Callable[..., Any],
         *iterables: Iterable[Any],
-        timeout: Optional[float] = None,
+        timeout: float | None = None,
         chunksize: int = 1,
     ) -> Iterator[Any]: ...
 
@@ -84,10 +74,10 @@ def time_once(fn: Runner) -> float:
     return elapsed
 
 
-def best_times(runners: Mapping[str, Runner], repeat: int) -> Dict[str, float]:
+def best_times(runners: Mapping[str, Runner], repeat: int) -> dict[str, float]:
     """Best of ``repeat`` seconds per runner; the runners take turns, in a rotating order."""
     names = list(runners)
-    times: Dict[str, List[float]] = {name: [] for name in names}
+    times: dict[str, list[float]] = {name: [] for name in names}
     for i in range(max(1, repeat)):
         k = i % len(names)
         for name in names[k:] + names[:k]:
@@ -95,17 +85,17 @@ def best_times(runners: Mapping[str, Runner], repeat: int) -> Dict[str, float]:
     return {name: min(ts) for name, ts in times.items()}
 
 
-def run_map(pool: Executor, items: range, chunksize: int = 1) -> List[Any]:
+def run_map(pool: Executor, items: range, chunksize: int = 1) -> list[Any]:
     return list(pool.map(identity, items, chunksize=chunksize))
 
 
-def run_submit(pool: Executor, items: range) -> Tuple[List[Future[Any]], List[Any]]:
+def run_submit(pool: Executor, items: range) -> tuple[list[Future[Any]], list[Any]]:
     futures = [pool.submit(identity, x) for x in items]
     # The futures are handed back so that they are freed after the clock stops.
     return futures, [f.result() for f in futures]
 
 
-def run_sleep(pool: Executor, n: int, seconds: float) -> Tuple[List[Future[Any]], List[Any]]:
+def run_sleep(pool: Executor, n: int, seconds: float) -> tuple[list[Future[Any]], list[Any]]:
     futures = [pool.submit(time.sleep, seconds) for _ in range(n)]
     return futures, [f.result() for f in futures]
 
@@ -122,10 +112,10 @@ class Row:
     case: str
     n: int
     workers: int
-    loop: Optional[float]
+    loop: float | None
     tpe: float
     chanpool: float
-    target: Optional[float]
+    target: float | None
 
     @property
     def ratio(self) -> float:
@@ -137,8 +127,8 @@ class Row:
             return "info"
         return "PASS" if self.ratio >= self.target else "MISS"
 
-    def as_dict(self) -> Dict[str, Any]:
-        def ms(s: Optional[float]) -> Optional[float]:
+    def as_dict(self) -> dict[str, Any]:
+        def ms(s: float | None) -> float | None:
             return None if s is None else round(s * 1e3, 3)
 
         return {
@@ -163,22 +153,26 @@ class Sizes:
     sleep_s: float = 0.001
     sleep_workers: int = 16
     repeat: int = 5
-    extra_chunksize: Optional[int] = 256
+    extra_chunksize: int | None = 256
 
 
 def _warm(pool: Executor, workers: int) -> None:
-    """Start the pool's threads and touch every code path once, outside the clock."""
-    list(pool.map(identity, range(4 * workers)))
-    for f in [pool.submit(time.sleep, 0.001) for _ in range(workers)]:
-        f.result()
+    """Start the pool's threads and check the answers once, outside the clock."""
+    items = range(4 * workers)
+    for chunksize in (1, 3):
+        if run_map(pool, items, chunksize) != list(items):
+            raise RuntimeError(f"{pool!r}: map(chunksize={chunksize}) gave wrong results")
+    if run_submit(pool, items)[1] != list(items):
+        raise RuntimeError(f"{pool!r}: submit/result gave wrong results")
+    run_sleep(pool, workers, 0.001)
 
 
 def _compare(
     runners: Mapping[str, Callable[[Executor], object]],
-    loop: Optional[Runner],
-    max_workers: Optional[int],
+    loop: Runner | None,
+    max_workers: int | None,
     repeat: int,
-) -> Tuple[Dict[str, float], int]:
+) -> tuple[dict[str, float], int]:
     """Best of ``repeat`` for ``runners`` (each on its own warmed pool: a name is ``tpe`` or
     ``chanpool``, optionally followed by ``:label``) and for ``loop``; also the pool size."""
     tpe = ThreadPoolExecutor(max_workers=max_workers)
@@ -187,10 +181,9 @@ def _compare(
         workers = cp.max_workers
         _warm(tpe, workers)
         _warm(cp, workers)
-        pools: Dict[str, Executor] = {"tpe": tpe, "chanpool": cp}
-        timed: Dict[str, Runner] = {
-            name: functools.partial(run, pools[name.split(":")[0]])
-            for name, run in runners.items()
+        pools: dict[str, Executor] = {"tpe": tpe, "chanpool": cp}
+        timed: dict[str, Runner] = {
+            name: functools.partial(run, pools[name.split(":")[0]]) for name, run in runners.items()
         }
         if loop is not None:
             timed["loop"] = loop
@@ -200,18 +193,18 @@ def _compare(
         cp.shutdown(wait=True)
 
 
-def run_cases(sizes: Sizes, progress: Optional[Callable[[str], None]] = None) -> List[Row]:
+def run_cases(sizes: Sizes, progress: Callable[[str], None] | None = None) -> list[Row]:
     """Run map, submit+result and the GIL-releasing case: one Row each, plus the extra map."""
     n, repeat, extra = sizes.n, sizes.repeat, sizes.extra_chunksize
     items = range(n)
-    rows: List[Row] = []
+    rows: list[Row] = []
 
     def say(msg: str) -> None:
         if progress is not None:
             progress(msg)
 
     say(f"map over {n:,} items ...")
-    map_runners: Dict[str, Callable[[Executor], object]] = {
+    map_runners: dict[str, Callable[[Executor], object]] = {
         "tpe": lambda p: run_map(p, items),
         "chanpool": lambda p: run_map(p, items),
     }
@@ -259,7 +252,7 @@ def format_table(rows: Iterable[Row]) -> str:
         "target",
         "result",
     )
-    lines: List[Tuple[str, ...]] = [header]
+    lines: list[tuple[str, ...]] = [header]
     for r in rows:
         lines.append(
             (
@@ -284,7 +277,7 @@ def format_table(rows: Iterable[Row]) -> str:
     return "\n".join(out)
 
 
-def environment() -> Dict[str, Any]:
+def environment() -> dict[str, Any]:
     """Where the figures come from."""
     tpe = ThreadPoolExecutor()  # no thread starts until the first submit
     cp = WorkerPool()

@@ -99,7 +99,7 @@ class Future(cf.Future[_T]):
             finally:
                 # Break the cycle exception -> traceback -> frame -> self.
                 exc = None
-                self = None  # type: ignore[assignment]  # noqa: PLW0642
+                self = None  # type: ignore[assignment]
         return self._result
 
     def _wait_finished(self, timeout: Optional[float]) -> None:
@@ -122,9 +122,13 @@ class Future(cf.Future[_T]):
                 cond.wait(wait)
 
     def result(self, timeout: Optional[float] = None) -> _T:
+        if self._state is _FINISHED and self._exception is None:
+            value: _T = self._result  # the common case, without a further call
+            return value
         if self._state is not _FINISHED:
             self._wait_finished(timeout)
-        return self._finished_result()
+        result: _T = self._finished_result()
+        return result
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
         if self._state is not _FINISHED:

@@ -67,7 +67,8 @@ fn unobserved(a: &Api, fut: &Bound<'_, PyAny>) -> PyResult<bool> {
 pub fn start(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = fut.py();
     let a = api(py)?;
-    if unobserved(a, fut)? && fut.getattr(a.n_state.bind(py))?.is(a.pending.bind(py)) {
+    // Unobserved implies PENDING: cancel() and friends go through the condition first.
+    if unobserved(a, fut)? {
         fut.setattr(a.n_state.bind(py), a.running.bind(py))?;
         return Ok(true);
     }

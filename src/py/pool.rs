@@ -15,7 +15,7 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::PyTraverseError;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 pub struct CallJob {
@@ -43,12 +43,16 @@ struct Init {
 /// What the workers share with the Python object besides the queue.
 pub struct Ext {
     init: RwLock<Option<Init>>,
+    is_broken: AtomicBool,
     broken: Mutex<Option<String>>,
     core: OnceLock<Weak<CorePool>>,
 }
 
 impl Ext {
     pub fn broken(&self) -> Option<String> {
+        if !self.is_broken.load(Ordering::Acquire) {
+            return None;
+        }
         self.broken.lock().clone()
     }
 
@@ -57,6 +61,7 @@ impl Ext {
         let msg = "A thread initializer failed, the thread pool is not usable anymore".to_string();
         errors::log_exception(py, "Exception in initializer:", err);
         *self.broken.lock() = Some(msg.clone());
+        self.is_broken.store(true, Ordering::Release);
         let pool = w.pool();
         pool.close();
         for task in pool.drain() {
@@ -314,6 +319,7 @@ impl WorkerPool {
         };
         let ext = Arc::new(Ext {
             init: RwLock::new(init),
+            is_broken: AtomicBool::new(false),
             broken: Mutex::new(None),
             core: OnceLock::new(),
         });

@@ -1,0 +1,383 @@
+//! A subscriber's bounded mailbox: what to do when it is full (the overflow policy), and which
+//! consumer runs should be scheduled. A mailbox is an actor's queue: it is drained by at most
+//! `workers` runs at once on a shared thread pool instead of owning a thread, so thousands of
+//! subscribers do not cost thousands of OS threads.
+
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// The publisher waits for room; nothing is lost.
+    Block,
+    /// The oldest queued message makes room for the new one.
+    DropOldest,
+    /// The new message is discarded.
+    DropNewest,
+    /// Publishing fails.
+    Error,
+}
+
+impl FromStr for Overflow {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "block" => Overflow::Block,
+            "drop_oldest" => Overflow::DropOldest,
+            "drop_newest" => Overflow::DropNewest,
+            "error" => Overflow::Error,
+            _ => {
+                return Err(format!(
+                    "overflow must be 'block', 'drop_oldest', 'drop_newest' or 'error', got {s:?}"
+                ))
+            }
+        })
+    }
+}
+
+/// The outcome of a push.
+#[derive(Debug)]
+pub enum Push<M> {
+    /// Queued; when `schedule` is true the caller must start one consumer run.
+    Queued {
+        schedule: bool,
+    },
+    /// Queued after discarding the oldest message (returned so it is dropped outside the lock).
+    Replaced {
+        schedule: bool,
+        dropped: M,
+    },
+    /// Discarded under DropNewest (returned so it is dropped outside the lock).
+    Dropped(M),
+    /// Full: Error policy, or Block policy and the wait timed out.
+    Full(M),
+    Closed(M),
+}
+
+struct Inner<M> {
+    queue: VecDeque<M>,
+    /// Consumer runs scheduled or running.
+    active: usize,
+    closed: bool,
+}
+
+pub struct Mailbox<M> {
+    inner: Mutex<Inner<M>>,
+    not_full: Condvar,
+    not_empty: Condvar,
+    idle: Condvar,
+    capacity: usize,
+    workers: usize,
+    overflow: Overflow,
+    pub dropped: AtomicU64,
+}
+
+impl<M> Mailbox<M> {
+    /// `workers == 0` means a pull mailbox: nothing is scheduled, consumers call `pop_wait`.
+    pub fn new(capacity: usize, overflow: Overflow, workers: usize) -> Self {
+        assert!(capacity > 0);
+        Mailbox {
+            inner: Mutex::new(Inner {
+                queue: VecDeque::new(),
+                active: 0,
+                closed: false,
+            }),
+            not_full: Condvar::new(),
+            not_empty: Condvar::new(),
+            idle: Condvar::new(),
+            capacity,
+            workers,
+            overflow,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub fn overflow(&self) -> Overflow {
+        self.overflow
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn queued(&self, g: &mut Inner<M>) -> bool {
+        let schedule = self.workers > 0 && g.active < self.workers;
+        if schedule {
+            g.active += 1;
+        }
+        if self.workers == 0 {
+            self.not_empty.notify_one();
+        }
+        schedule
+    }
+
+    /// Pushes without waiting (Block behaves as Error when full: the caller then waits with
+    /// `push_timeout`, detached from the interpreter).
+    pub fn push(&self, m: M) -> Push<M> {
+        let mut g = self.inner.lock();
+        if g.closed {
+            return Push::Closed(m);
+        }
+        if g.queue.len() < self.capacity {
+            g.queue.push_back(m);
+            return Push::Queued {
+                schedule: self.queued(&mut g),
+            };
+        }
+        match self.overflow {
+            Overflow::Block | Overflow::Error => Push::Full(m),
+            Overflow::DropNewest => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                Push::Dropped(m)
+            }
+            Overflow::DropOldest => {
+                let old = g.queue.pop_front().expect("full queue is not empty");
+                g.queue.push_back(m);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                Push::Replaced {
+                    schedule: self.queued(&mut g),
+                    dropped: old,
+                }
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for room (Block policy). Call without holding the GIL.
+    pub fn push_timeout(&self, m: M, timeout: Duration) -> Push<M> {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.inner.lock();
+        loop {
+            if g.closed {
+                return Push::Closed(m);
+            }
+            if g.queue.len() < self.capacity {
+                g.queue.push_back(m);
+                return Push::Queued {
+                    schedule: self.queued(&mut g),
+                };
+            }
+            if self.not_full.wait_until(&mut g, deadline).timed_out() {
+                return Push::Full(m);
+            }
+        }
+    }
+
+    /// For a scheduled consumer run: up to `max` messages. An empty result means the run must
+    /// end (it has been unregistered, so the next push schedules a new one).
+    pub fn take(&self, max: usize, out: &mut Vec<M>) {
+        let mut g = self.inner.lock();
+        let n = g.queue.len().min(max);
+        out.extend(g.queue.drain(..n));
+        if n == 0 {
+            g.active -= 1;
+            if g.active == 0 {
+                self.idle.notify_all();
+            }
+        } else {
+            self.not_full.notify_all();
+        }
+    }
+
+    /// For pull mailboxes: waits up to `timeout` for a message. Err(true) when closed and empty,
+    /// Err(false) on timeout. Call without holding the GIL.
+    pub fn pop_wait(&self, timeout: Duration) -> Result<M, bool> {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.inner.lock();
+        loop {
+            if let Some(m) = g.queue.pop_front() {
+                self.not_full.notify_one();
+                if g.queue.is_empty() {
+                    self.idle.notify_all();
+                }
+                return Ok(m);
+            }
+            if g.closed {
+                return Err(true);
+            }
+            if self.not_empty.wait_until(&mut g, deadline).timed_out() {
+                return Err(false);
+            }
+        }
+    }
+
+    pub fn try_pop(&self) -> Option<M> {
+        let mut g = self.inner.lock();
+        let m = g.queue.pop_front();
+        if m.is_some() {
+            self.not_full.notify_one();
+        }
+        m
+    }
+
+    /// Stops accepting messages and wakes every waiter. Queued messages stay for draining.
+    pub fn close(&self) {
+        let mut g = self.inner.lock();
+        g.closed = true;
+        self.not_full.notify_all();
+        self.not_empty.notify_all();
+        self.idle.notify_all();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().closed
+    }
+
+    /// Removes every queued message (returned, to be dropped outside the lock).
+    pub fn clear(&self) -> Vec<M> {
+        let mut g = self.inner.lock();
+        let v: Vec<M> = g.queue.drain(..).collect();
+        self.not_full.notify_all();
+        v
+    }
+
+    /// Waits up to `timeout` until nothing is queued and no consumer run is active.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.inner.lock();
+        loop {
+            let idle = g.queue.is_empty() && (self.workers == 0 || g.active == 0);
+            if idle {
+                return true;
+            }
+            if self.idle.wait_until(&mut g, deadline).timed_out() {
+                return false;
+            }
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.inner.lock().queue.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::thread;
+
+    #[test]
+    fn overflow_policies() {
+        let m = Mailbox::new(2, Overflow::DropOldest, 1);
+        assert!(matches!(m.push(1), Push::Queued { schedule: true }));
+        assert!(matches!(m.push(2), Push::Queued { schedule: false }));
+        assert!(matches!(m.push(3), Push::Replaced { dropped: 1, .. }));
+        let mut out = Vec::new();
+        m.take(10, &mut out);
+        assert_eq!(out, vec![2, 3]);
+        assert_eq!(m.dropped.load(Ordering::Relaxed), 1);
+
+        let m = Mailbox::new(1, Overflow::DropNewest, 1);
+        m.push(1);
+        assert!(matches!(m.push(2), Push::Dropped(2)));
+        let m = Mailbox::new(1, Overflow::Error, 1);
+        m.push(1);
+        assert!(matches!(m.push(2), Push::Full(2)));
+        let m = Mailbox::new(1, Overflow::Block, 1);
+        m.push(1);
+        assert!(matches!(
+            m.push_timeout(2, Duration::from_millis(5)),
+            Push::Full(2)
+        ));
+        m.close();
+        assert!(matches!(m.push(3), Push::Closed(3)));
+        assert!("nope".parse::<Overflow>().is_err());
+    }
+
+    #[test]
+    fn one_worker_runs_are_never_concurrent_and_see_every_message_in_order() {
+        for _ in 0..20 {
+            let m = Arc::new(Mailbox::new(8, Overflow::Block, 1));
+            let (sched_tx, sched_rx) = crossbeam_channel::unbounded::<()>();
+            let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+            let consumer = {
+                let m = Arc::clone(&m);
+                let seen = Arc::clone(&seen);
+                thread::spawn(move || {
+                    // Each schedule token is one run; runs are sequential here by construction,
+                    // and the mailbox must never ask for a second run while one is active.
+                    while sched_rx.recv().is_ok() {
+                        let mut buf = Vec::new();
+                        loop {
+                            buf.clear();
+                            m.take(3, &mut buf);
+                            if buf.is_empty() {
+                                break;
+                            }
+                            seen.lock().extend(buf.iter().copied());
+                        }
+                    }
+                })
+            };
+            let producers: Vec<_> = (0..3u64)
+                .map(|p| {
+                    let m = Arc::clone(&m);
+                    let tx = sched_tx.clone();
+                    thread::spawn(move || {
+                        for i in 0..500u64 {
+                            let mut msg = p * 1000 + i;
+                            loop {
+                                match m.push_timeout(msg, Duration::from_millis(20)) {
+                                    Push::Queued { schedule } => {
+                                        if schedule {
+                                            tx.send(()).unwrap();
+                                        }
+                                        break;
+                                    }
+                                    Push::Full(x) => msg = x,
+                                    other => panic!("{other:?}"),
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for p in producers {
+                p.join().unwrap();
+            }
+            assert!(m.wait_idle(Duration::from_secs(10)));
+            drop(sched_tx);
+            consumer.join().unwrap();
+            let seen = seen.lock();
+            assert_eq!(seen.len(), 1500);
+            for p in 0..3u64 {
+                let mine: Vec<u64> = seen.iter().copied().filter(|x| x / 1000 == p).collect();
+                assert_eq!(mine, (0..500).map(|i| p * 1000 + i).collect::<Vec<_>>());
+            }
+        }
+    }
+
+    #[test]
+    fn pull_mailbox_wait_and_close() {
+        let m = Arc::new(Mailbox::new(4, Overflow::Block, 0));
+        let m2 = Arc::clone(&m);
+        let h = thread::spawn(move || {
+            let mut got = Vec::new();
+            loop {
+                match m2.pop_wait(Duration::from_millis(50)) {
+                    Ok(x) => got.push(x),
+                    Err(true) => return got,
+                    Err(false) => {}
+                }
+            }
+        });
+        for i in 0..100 {
+            let mut x = i;
+            loop {
+                match m.push_timeout(x, Duration::from_millis(20)) {
+                    Push::Queued { schedule } => {
+                        assert!(!schedule);
+                        break;
+                    }
+                    Push::Full(y) => x = y,
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        m.close();
+        assert_eq!(h.join().unwrap(), (0..100).collect::<Vec<_>>());
+    }
+}
