@@ -14,6 +14,8 @@ mod _core {
     #[pymodule_export]
     use crate::py::pool::WorkerPool;
     #[pymodule_export]
+    use crate::py::pubsub::{Message, PubSub, Subscription};
+    #[pymodule_export]
     use crate::py::runtime::{_after_fork_child, _after_fork_parent, _before_fork, _shutdown_all};
 
     #[pymodule_init]

@@ -245,6 +245,13 @@ impl<M, X> Broker<M, X> {
         v
     }
 
+    /// Like `subscriptions` but gives up (None) instead of waiting for the lock: for callers
+    /// that must never block, such as a garbage collector's traversal.
+    pub fn try_subscriptions(&self) -> Option<Vec<Arc<Subscription<M, X>>>> {
+        let st = self.state.try_read()?;
+        Some(st.subs.values().cloned().collect())
+    }
+
     pub fn len(&self) -> usize {
         self.state.read().subs.len()
     }

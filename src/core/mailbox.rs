@@ -145,6 +145,19 @@ impl<M> Mailbox<M> {
         }
     }
 
+    /// Queues even past capacity (returns the message only when closed). For publishes made
+    /// from inside a handler, which must not wait for room: that could wait for themselves.
+    pub fn push_force(&self, m: M) -> Push<M> {
+        let mut g = self.inner.lock();
+        if g.closed {
+            return Push::Closed(m);
+        }
+        g.queue.push_back(m);
+        Push::Queued {
+            schedule: self.queued(&mut g),
+        }
+    }
+
     /// Waits up to `timeout` for room (Block policy). Call without holding the GIL.
     pub fn push_timeout(&self, m: M, timeout: Duration) -> Push<M> {
         let deadline = Instant::now() + timeout;

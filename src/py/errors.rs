@@ -8,6 +8,9 @@ use pyo3::types::PyType;
 static BROKEN: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static TIMEOUT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static CANCELLED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static QUEUE_FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static QUEUE_EMPTY: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static CLOSED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 fn make(
@@ -52,6 +55,34 @@ pub fn timeout_error(py: Python<'_>) -> PyErr {
 /// concurrent.futures.CancelledError.
 pub fn cancelled_error(py: Python<'_>) -> PyErr {
     make(py, &CANCELLED, "concurrent.futures", "CancelledError", None)
+}
+
+/// chanpool.QueueFull (a queue.Full): a subscriber's queue is full under overflow="error".
+pub fn queue_full(py: Python<'_>, msg: &str) -> PyErr {
+    make(py, &QUEUE_FULL, "chanpool._errors", "QueueFull", Some(msg))
+}
+
+/// queue.Empty: a get() with a timeout found nothing.
+pub fn queue_empty(py: Python<'_>) -> PyErr {
+    make(py, &QUEUE_EMPTY, "queue", "Empty", None)
+}
+
+/// chanpool.Closed: the subscription or channel has ended and nothing is left.
+pub fn closed(py: Python<'_>, msg: &str) -> PyErr {
+    make(py, &CLOSED, "chanpool._errors", "Closed", Some(msg))
+}
+
+pub fn closed_type(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+    Ok(CLOSED
+        .get_or_try_init(py, || -> PyResult<_> {
+            Ok(py
+                .import("chanpool._errors")?
+                .getattr("Closed")?
+                .cast_into::<PyType>()?
+                .unbind())
+        })?
+        .bind(py)
+        .clone())
 }
 
 /// Reports an exception with its traceback on the `chanpool` logger.

@@ -3,4 +3,5 @@ pub mod errors;
 pub mod future;
 pub mod map;
 pub mod pool;
+pub mod pubsub;
 pub mod runtime;
