@@ -10,17 +10,24 @@ mod _core {
     use pyo3::prelude::*;
 
     #[pymodule_export]
+    use crate::py::channel::{fan_in, select, Channel};
+    #[pymodule_export]
     use crate::py::map::MapIterator;
     #[pymodule_export]
     use crate::py::pool::WorkerPool;
     #[pymodule_export]
     use crate::py::pubsub::{Message, PubSub, Subscription};
     #[pymodule_export]
+    use crate::py::ratelimit::TokenBucket;
+    #[pymodule_export]
     use crate::py::runtime::{_after_fork_child, _after_fork_parent, _before_fork, _shutdown_all};
+    #[pymodule_export]
+    use crate::py::semaphore::Semaphore;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         let py = m.py();
+        crate::py::runtime::init_main_thread(py)?;
         // Rust log records go to Python's `logging` (logger "chanpool"). Levels are looked up per
         // record, which is fine because nothing logs on a hot path.
         let _ = pyo3_log::Logger::new(py, pyo3_log::Caching::Nothing)?

@@ -1,5 +1,9 @@
 //! The concurrency core: plain Rust, no pyo3, unit-tested with `cargo test`.
 pub mod broker;
+pub mod channel;
 pub mod mailbox;
 pub mod pool;
+pub mod ratelimit;
+pub mod semaphore;
 pub mod topic;
+pub mod wait;

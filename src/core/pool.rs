@@ -97,6 +97,8 @@ pub struct Pool<J: Send + 'static> {
 pub struct Worker<J: Send + 'static> {
     pool: Arc<Pool<J>>,
     pub index: usize,
+    /// An idle token granted early by [`Worker::finishing`], not yet matched by a wait.
+    early_token: std::sync::atomic::AtomicBool,
 }
 
 impl<J: Send + 'static> Worker<J> {
@@ -107,9 +109,28 @@ impl<J: Send + 'static> Worker<J> {
     /// Takes a job if one is queued; never blocks, so it is safe while holding the GIL.
     pub fn try_next(&self) -> Next<J> {
         match self.pool.rx.try_recv() {
-            Ok(j) => Next::Job(j),
+            Ok(j) => {
+                if self.early_token.swap(false, Ordering::Relaxed) {
+                    // Busy again after all: take back the token if no submit used it.
+                    let _ = self.pool.idle_tokens.fetch_update(
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                        |n| n.checked_sub(1),
+                    );
+                }
+                Next::Job(j)
+            }
             Err(crossbeam_channel::TryRecvError::Empty) => Next::Empty,
             Err(crossbeam_channel::TryRecvError::Disconnected) => Next::Closed,
+        }
+    }
+
+    /// Call just before publishing a job's result: when nothing is queued this worker is about
+    /// to wait, and a submit that the result triggers must reuse it, not start another thread.
+    pub fn finishing(&self) {
+        if !self.early_token.load(Ordering::Relaxed) && self.pool.rx.is_empty() {
+            self.early_token.store(true, Ordering::Relaxed);
+            self.pool.idle_tokens.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -119,7 +140,9 @@ impl<J: Send + 'static> Worker<J> {
         let p = &self.pool;
         p.counters.waits.fetch_add(1, Ordering::Relaxed);
         p.idle.fetch_add(1, Ordering::AcqRel);
-        p.idle_tokens.fetch_add(1, Ordering::AcqRel);
+        if !self.early_token.swap(false, Ordering::Relaxed) {
+            p.idle_tokens.fetch_add(1, Ordering::AcqRel);
+        }
         let r = p.rx.recv().ok();
         p.idle.fetch_sub(1, Ordering::AcqRel);
         r
@@ -256,6 +279,7 @@ impl<J: Send + 'static> Pool<J> {
         let worker = Worker {
             pool: Arc::clone(self),
             index,
+            early_token: std::sync::atomic::AtomicBool::new(false),
         };
         let name = if self.name_prefix.is_empty() {
             format!("chanpool-worker_{index}")

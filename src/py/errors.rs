@@ -11,6 +11,7 @@ static CANCELLED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static QUEUE_FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static QUEUE_EMPTY: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static CLOSED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static PLAIN_FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 fn make(
@@ -60,6 +61,11 @@ pub fn cancelled_error(py: Python<'_>) -> PyErr {
 /// chanpool.QueueFull (a queue.Full): a subscriber's queue is full under overflow="error".
 pub fn queue_full(py: Python<'_>, msg: &str) -> PyErr {
     make(py, &QUEUE_FULL, "chanpool._errors", "QueueFull", Some(msg))
+}
+
+/// queue.Full: a put() found no room.
+pub fn queue_full_plain(py: Python<'_>) -> PyErr {
+    make(py, &PLAIN_FULL, "queue", "Full", None)
 }
 
 /// queue.Empty: a get() with a timeout found nothing.

@@ -7,7 +7,7 @@
 //! Eager maps (no buffersize) queue at most `max_workers` runner jobs instead of one job per
 //! chunk: runners claim chunks from a shared cursor, so a chunk costs an atomic increment rather
 //! than a queue round trip, and they batch results until the consumer is waiting. Lazy maps queue
-//! one job per chunk as the input is read. Dropping or failing the iterator sets a flag that makes
+//! one job per chunk as the input is read. Dropping a started iterator or failing it sets a flag that makes
 //! work that has not started skip.
 
 use crate::core::pool::Counters;
@@ -229,6 +229,9 @@ pub struct MapIterator {
     deadline: Option<Instant>,
     runners_done: bool,
     done: bool,
+    /// Like a generator's `finally`, cancelling only happens once iteration has begun: a map
+    /// whose results are never read still runs every item (CPython #11777).
+    started: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -272,6 +275,7 @@ pub fn start(
         deadline,
         runners_done: false,
         done: false,
+        started: false,
     };
     match buffersize {
         None => it.start_eager(py, core, iter)?,
@@ -452,7 +456,9 @@ impl MapIterator {
 
     fn finish(&mut self) {
         self.done = true;
-        self.shared.cancelled.store(true, Ordering::Relaxed);
+        if self.started {
+            self.shared.cancelled.store(true, Ordering::Relaxed);
+        }
         self.source = None;
         self.ready.clear();
     }
@@ -468,6 +474,7 @@ impl MapIterator {
         if self.done {
             return Ok(None);
         }
+        self.started = true;
         match self.step(py) {
             Ok(Some(v)) => Ok(Some(v)),
             Ok(None) => {
@@ -498,6 +505,8 @@ impl MapIterator {
 
 impl Drop for MapIterator {
     fn drop(&mut self) {
-        self.shared.cancelled.store(true, Ordering::Relaxed);
+        if self.started {
+            self.shared.cancelled.store(true, Ordering::Relaxed);
+        }
     }
 }

@@ -1,7 +1,10 @@
 //! The binding layer: adapts the core to Python and owns the GIL rules.
+pub mod channel;
 pub mod errors;
 pub mod future;
 pub mod map;
 pub mod pool;
 pub mod pubsub;
+pub mod ratelimit;
 pub mod runtime;
+pub mod semaphore;

@@ -45,6 +45,9 @@ pub struct Ext {
     init: RwLock<Option<Init>>,
     is_broken: AtomicBool,
     broken: Mutex<Option<String>>,
+    /// Queued work is being thrown away (broken pool, cancel_futures, exit): a submit that was
+    /// blocked on a full queue and got in after the purge must purge again.
+    discard: AtomicBool,
     core: OnceLock<Weak<CorePool>>,
 }
 
@@ -62,12 +65,23 @@ impl Ext {
         errors::log_exception(py, "Exception in initializer:", err);
         *self.broken.lock() = Some(msg.clone());
         self.is_broken.store(true, Ordering::Release);
+        self.discard.store(true, Ordering::Release);
         let pool = w.pool();
         pool.close();
-        for task in pool.drain() {
-            fail_task(py, &pool.counters, task, || {
-                errors::broken_thread_pool(py, &msg)
-            });
+        self.purge(py, pool);
+    }
+
+    /// Empties the queue of a pool whose queued work is being discarded.
+    fn purge(&self, py: Python<'_>, core: &CorePool) {
+        match self.broken() {
+            Some(msg) => {
+                for task in core.drain() {
+                    fail_task(py, &core.counters, task, || {
+                        errors::broken_thread_pool(py, &msg)
+                    });
+                }
+            }
+            None => cancel_queued(py, core),
         }
     }
 }
@@ -77,6 +91,7 @@ impl Stoppable for Ext {
         let Some(core) = self.core.get().and_then(Weak::upgrade) else {
             return;
         };
+        self.discard.store(true, Ordering::Release);
         core.close();
         cancel_queued(py, &core);
         py.detach(|| core.join(None));
@@ -107,7 +122,7 @@ fn fail_task(py: Python<'_>, counters: &Counters, task: Task, make: impl Fn() ->
     }
 }
 
-fn run_call(py: Python<'_>, counters: &Counters, job: CallJob) {
+fn run_call(py: Python<'_>, w: &Worker<Task>, counters: &Counters, job: CallJob) {
     let fut = job.fut.bind(py);
     match future::start(fut) {
         Ok(true) => {}
@@ -128,6 +143,7 @@ fn run_call(py: Python<'_>, counters: &Counters, job: CallJob) {
     counters.running.fetch_sub(1, Ordering::Relaxed);
     // Drop the callable and arguments before publishing the result (TPE frees them too).
     drop((job.func, job.args, job.kwargs));
+    w.finishing();
     let done = match r {
         Ok(v) => {
             Counters::add(&counters.completed, 1);
@@ -170,7 +186,7 @@ fn worker_main(ext: Arc<Ext>, w: Worker<Task>) {
                 Next::Closed => break,
             };
             match task {
-                Task::Call(job) => run_call(py, counters, job),
+                Task::Call(job) => run_call(py, &w, counters, job),
                 Task::Chunk(c) => map::run_chunk(py, counters, c),
                 Task::Runner(r) => map::run_runner(py, counters, r),
             }
@@ -193,7 +209,12 @@ pub fn enqueue(
     };
     loop {
         match py.detach(|| core.submit_timeout(task, weight, SLICE)) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                if core.is_closed() && ext.discard.load(Ordering::Acquire) {
+                    ext.purge(py, core);
+                }
+                return Ok(());
+            }
             Err(Rejected::Closed(_)) => return Err(closed_error(py, ext)),
             Err(Rejected::Full(t)) => {
                 task = t;
@@ -320,6 +341,7 @@ impl WorkerPool {
         let ext = Arc::new(Ext {
             init: RwLock::new(init),
             is_broken: AtomicBool::new(false),
+            discard: AtomicBool::new(false),
             broken: Mutex::new(None),
             core: OnceLock::new(),
         });
@@ -436,6 +458,9 @@ impl WorkerPool {
     fn shutdown(&self, py: Python<'_>, wait: bool, cancel_futures: bool) -> PyResult<()> {
         if self.gen != runtime::generation() {
             return Ok(());
+        }
+        if cancel_futures {
+            self.ext.discard.store(true, Ordering::Release);
         }
         self.core.close();
         if cancel_futures {

@@ -116,3 +116,50 @@ pub fn deadline_from(timeout: Option<f64>) -> PyResult<Option<Instant>> {
         )),
     }
 }
+
+static MAIN_IDENT: AtomicU64 = AtomicU64::new(0);
+
+/// Remembers which thread is Python's main thread (the only one that sees signals).
+pub fn init_main_thread(py: Python<'_>) -> PyResult<()> {
+    let ident: u64 = py
+        .import("threading")?
+        .call_method0("main_thread")?
+        .getattr("ident")?
+        .extract()?;
+    MAIN_IDENT.store(ident, Ordering::Release);
+    Ok(())
+}
+
+fn on_main_thread() -> bool {
+    // SAFETY: a plain query of the calling thread's identifier.
+    let me = unsafe { pyo3::ffi::PyThread_get_thread_ident() } as u64;
+    me == MAIN_IDENT.load(Ordering::Acquire)
+}
+
+/// Runs a blocking core operation with the GIL released. Between its wait slices the hook
+/// checks for Ctrl-C (on the main thread, where signals arrive); the error that stopped the
+/// wait, if any, is returned for the caller to raise.
+pub fn wait_detached<R, F>(py: Python<'_>, f: F) -> (R, Option<PyErr>)
+where
+    R: Send,
+    F: FnOnce(crate::core::wait::Hook<'_>) -> R + Send,
+{
+    let main = on_main_thread();
+    let mut err: Option<PyErr> = None;
+    let r = py.detach(|| {
+        let mut hook = || {
+            if !main {
+                return false;
+            }
+            match Python::attach(|py| py.check_signals()) {
+                Ok(()) => false,
+                Err(e) => {
+                    err = Some(e);
+                    true
+                }
+            }
+        };
+        f(&mut hook)
+    });
+    (r, err)
+}

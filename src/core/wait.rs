@@ -1,0 +1,37 @@
+//! How blocking core operations wait: until an optional deadline, in slices, asking a caller
+//! hook between slices whether to give up. The Python binding's hook checks for Ctrl-C, so a
+//! wait keeps its place in line (a queued offer, a reservation) instead of being restarted.
+
+use std::time::{Duration, Instant};
+
+/// The longest a blocking operation sleeps before it asks the hook again.
+pub const SLICE: Duration = Duration::from_millis(20);
+
+/// Why a blocking operation returned without doing its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Timeout,
+    /// The hook asked to stop (e.g. a signal is pending).
+    Interrupted,
+    Closed,
+}
+
+/// Returns true when the waiting should stop.
+pub type Hook<'a> = &'a mut dyn FnMut() -> bool;
+
+/// A hook that never interrupts, for plain-Rust callers and tests.
+pub fn never() -> impl FnMut() -> bool {
+    || false
+}
+
+/// The next instant to wake at: the deadline or one slice from now, whichever comes first.
+/// None once the deadline has passed.
+pub fn next_wake(deadline: Option<Instant>) -> Option<Instant> {
+    let now = Instant::now();
+    let slice_end = now + SLICE;
+    match deadline {
+        None => Some(slice_end),
+        Some(d) if d <= now => None,
+        Some(d) => Some(d.min(slice_end)),
+    }
+}

@@ -1,0 +1,258 @@
+//! TokenBucket: the core token bucket adapted to Python, usable directly, as a context manager
+//! and as a decorator that rate-limits every call of a function.
+
+use crate::core::ratelimit::TokenBucket as CoreBucket;
+use crate::py::runtime::deadline_from;
+use crate::py::semaphore::{wait_detached, Count, ForkEpoch};
+use parking_lot::RwLock;
+use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::PyTraverseError;
+
+/// A rate limiter: `rate` tokens a second refill a bucket of `burst` tokens, which starts full.
+///
+/// burst defaults to one second's worth of tokens (ceil(rate), at least 1). Waiters are served
+/// in arrival order, with the GIL released.
+#[pyclass(module = "chanpool", name = "TokenBucket", frozen)]
+pub struct TokenBucket {
+    core: CoreBucket,
+    epoch: ForkEpoch,
+}
+
+impl TokenBucket {
+    fn core(&self) -> &CoreBucket {
+        self.epoch.check(|gen| self.core.forget_waiters_before(gen));
+        &self.core
+    }
+
+    fn take(&self, py: Python<'_>, n: u64, timeout: Option<f64>) -> PyResult<bool> {
+        let core = self.core();
+        core.check(n)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if core.try_acquire(n) {
+            return Ok(true);
+        }
+        let deadline = deadline_from(timeout)?;
+        wait_detached(py, |hook| core.acquire(n, deadline, hook))
+    }
+}
+
+/// A float argument; ints too big for a float are out of range (ValueError), not an overflow.
+fn real(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
+    obj.extract::<f64>().map_err(|e| {
+        if e.is_instance_of::<PyOverflowError>(obj.py()) {
+            PyValueError::new_err(format!("{what} must be finite"))
+        } else {
+            e
+        }
+    })
+}
+
+#[pymethods]
+impl TokenBucket {
+    #[new]
+    #[pyo3(signature = (rate, burst = None))]
+    fn new(rate: &Bound<'_, PyAny>, burst: Option<Count>) -> PyResult<Self> {
+        let rate = real(rate, "rate")?;
+        let burst = match burst {
+            Some(b) => b.at_least(1, "burst")?,
+            // Saturating cast; NaN becomes 0 and is rejected with the rate below.
+            None => (rate.ceil() as u64).max(1),
+        };
+        let core =
+            CoreBucket::new(rate, burst).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(TokenBucket {
+            core,
+            epoch: ForkEpoch::new(),
+        })
+    }
+
+    /// Takes n tokens, waiting in line until they have been earned; False if that does not
+    /// happen within timeout seconds.
+    #[pyo3(
+        signature = (n = Count::ONE, timeout = None),
+        text_signature = "($self, n=1, timeout=None)"
+    )]
+    fn acquire(&self, py: Python<'_>, n: Count, timeout: Option<f64>) -> PyResult<bool> {
+        self.take(py, n.at_least(1, "n")?, timeout)
+    }
+
+    /// Takes n tokens if they are there and nobody is waiting; never blocks.
+    #[pyo3(signature = (n = Count::ONE), text_signature = "($self, n=1)")]
+    fn try_acquire(&self, n: Count) -> PyResult<bool> {
+        let core = self.core();
+        let n = n.at_least(1, "n")?;
+        core.check(n)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(core.try_acquire(n))
+    }
+
+    /// Tokens in the bucket now, fractions included.
+    #[getter]
+    fn available(&self) -> f64 {
+        self.core().available()
+    }
+
+    #[getter]
+    fn rate(&self) -> f64 {
+        self.core.rate()
+    }
+
+    #[getter]
+    fn burst(&self) -> u64 {
+        self.core.burst()
+    }
+
+    /// Threads waiting in line right now.
+    #[getter]
+    fn waiting(&self) -> usize {
+        self.core().waiting()
+    }
+
+    /// Takes one token.
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
+        slf.get().take(slf.py(), 1, None)?;
+        Ok(slf.clone())
+    }
+
+    fn __exit__(
+        &self,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        false
+    }
+
+    /// Decorator: every call of the returned function first takes one token.
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        func: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, RateLimited>> {
+        let py = slf.py();
+        if !func.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "TokenBucket decorates callables, got {}",
+                func.get_type().name()?
+            )));
+        }
+        // Its calls would only create coroutines, and waiting would block the event loop.
+        let inspect = py.import("inspect")?;
+        if inspect
+            .call_method1("iscoroutinefunction", (func,))?
+            .is_truthy()?
+        {
+            return Err(PyTypeError::new_err(
+                "TokenBucket cannot decorate coroutine functions: waiting for a token would \
+                 block the event loop",
+            ));
+        }
+        let wrapper = Bound::new(
+            py,
+            RateLimited {
+                bucket: slf.clone().unbind(),
+                func: RwLock::new(Some(func.clone().unbind())),
+            },
+        )?;
+        py.import("functools")?
+            .call_method1("update_wrapper", (&wrapper, func))?;
+        Ok(wrapper)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<chanpool.TokenBucket rate={}/s burst={} available={:.3} waiting={}>",
+            self.core.rate(),
+            self.core.burst(),
+            self.core().available(),
+            self.core().waiting()
+        )
+    }
+}
+
+static METHOD_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A function wrapped by `@bucket`. Has a `__dict__` so functools.update_wrapper can give it
+/// the function's name, docstring and `__wrapped__`.
+#[pyclass(module = "chanpool", name = "RateLimited", frozen, dict)]
+pub struct RateLimited {
+    bucket: Py<TokenBucket>,
+    func: RwLock<Option<Py<PyAny>>>,
+}
+
+#[pymethods]
+impl RateLimited {
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let func = self
+            .func
+            .read()
+            .as_ref()
+            .map(|f| f.clone_ref(py))
+            .ok_or_else(|| PyRuntimeError::new_err("rate-limited function was cleared"))?;
+        self.bucket.get().take(py, 1, None)?;
+        Ok(func.bind(py).call(args, kwargs)?.unbind())
+    }
+
+    /// Binds like a function, so `@bucket` works on methods too.
+    fn __get__(
+        slf: &Bound<'_, Self>,
+        instance: Option<&Bound<'_, PyAny>>,
+        owner: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let _ = owner;
+        let py = slf.py();
+        match instance {
+            Some(obj) if !obj.is_none() => {
+                let method_type = METHOD_TYPE.get_or_try_init(py, || -> PyResult<_> {
+                    Ok(py.import("types")?.getattr("MethodType")?.unbind())
+                })?;
+                Ok(method_type.bind(py).call1((slf, obj))?.unbind())
+            }
+            _ => Ok(slf.clone().into_any().unbind()),
+        }
+    }
+
+    /// The bucket every call takes its token from.
+    #[getter]
+    fn bucket(&self, py: Python<'_>) -> Py<TokenBucket> {
+        self.bucket.clone_ref(py)
+    }
+
+    /// Pickles by qualified name, like the plain function it replaces.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.getattr("__qualname__")
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let func = self.func.read().as_ref().map(|f| f.clone_ref(py));
+        let func = match func {
+            Some(f) => f.bind(py).repr()?.to_string(),
+            None => "<cleared>".to_string(),
+        };
+        Ok(format!("<rate-limited {func}>"))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.bucket)?;
+        if let Some(func) = self.func.try_read() {
+            if let Some(f) = func.as_ref() {
+                visit.call(f)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let taken = self.func.try_write().and_then(|mut g| g.take());
+        drop(taken);
+    }
+}

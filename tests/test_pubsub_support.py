@@ -1,0 +1,216 @@
+"""Shared helpers and fixtures for the chanpool.PubSub tests (no tests of its own).
+
+Kept apart from tests/helpers.py and tests/conftest.py, which belong to the WorkerPool suite.
+The PubSub test modules import what they need from here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import traceback
+from typing import Any, Callable, List, Optional
+
+import pytest
+
+import chanpool
+
+# Upper bound for anything that "must finish": a deadlock detector, never a synchronisation.
+WATCHDOG = 30.0
+SUBPROCESS_TIMEOUT = 60.0
+
+BUS_STATS_KEYS = {
+    "published",
+    "subscriptions",
+    "delivered",
+    "dropped",
+    "errors",
+    "pending",
+    "discarded",
+    "workers",
+}
+SUB_STATS_KEYS = {"delivered", "dropped", "pending", "errors", "active"}
+
+
+def all_stacks() -> str:
+    out = []
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        out.append(f"--- thread {names.get(ident, ident)} ---")
+        out.append("".join(traceback.format_stack(frame)))
+    return "\n".join(out)
+
+
+def watchdog(fn: Callable[[], Any], timeout: float = WATCHDOG, what: str = "scenario") -> Any:
+    """Runs fn() in a daemon thread; fails the test if it has not finished after `timeout` s."""
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = e
+
+    t = threading.Thread(target=target, name=f"watchdog-{what}", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        pytest.fail(f"{what} did not finish within {timeout} s (deadlock?)\n{all_stacks()}")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = WATCHDOG, what: str = "condition"):
+    """Polls pred() for states nothing can signal (a thread parked inside a native call, a
+    counter inside the extension); the poll interval plays no part in any ordering argument."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}\n{all_stacks()}")
+        time.sleep(0.0005)
+
+
+def blocked_in(thread: threading.Thread, code: Any) -> bool:
+    """True when the thread's innermost Python frame runs `code`: a thread parked inside a
+    native call shows the frame that made the call."""
+    frame = sys._current_frames().get(thread.ident)
+    return frame is not None and frame.f_code is code
+
+
+class Recorder:
+    """A handler that records every message; waiters count with a Condition."""
+
+    def __init__(self, gate: Optional[threading.Event] = None, gate_on: Any = None) -> None:
+        self.cond = threading.Condition()
+        self.messages: List[Any] = []
+        self.gate = gate
+        self.gate_on = gate_on
+        self.entered = threading.Event()
+        self.inflight = 0
+        self.max_inflight = 0
+
+    def __call__(self, msg: Any) -> None:
+        with self.cond:
+            self.inflight += 1
+            self.max_inflight = max(self.max_inflight, self.inflight)
+            self.messages.append(msg)
+            self.cond.notify_all()
+        try:
+            if self.gate is not None and (self.gate_on is None or msg.data == self.gate_on):
+                self.entered.set()
+                if not self.gate.wait(WATCHDOG):
+                    raise AssertionError("gate never opened")
+        finally:
+            with self.cond:
+                self.inflight -= 1
+
+    @property
+    def data(self) -> List[Any]:
+        with self.cond:
+            return [m.data for m in self.messages]
+
+    def __len__(self) -> int:
+        with self.cond:
+            return len(self.messages)
+
+    def wait_count(self, n: int, timeout: float = WATCHDOG) -> None:
+        with self.cond:
+            ok = self.cond.wait_for(lambda: len(self.messages) >= n, timeout)
+            got = len(self.messages)
+        assert ok, f"expected {n} messages within {timeout} s, got {got}\n{all_stacks()}"
+
+    def wait_entered(self, timeout: float = WATCHDOG) -> None:
+        assert self.entered.wait(timeout), f"handler never reached its gate\n{all_stacks()}"
+
+
+@pytest.fixture
+def gates():
+    """Factory for Events that gate handlers; make_bus opens them all before closing buses."""
+    made: List[threading.Event] = []
+
+    def make() -> threading.Event:
+        ev = threading.Event()
+        made.append(ev)
+        return ev
+
+    make.all = made  # type: ignore[attr-defined]
+    yield make
+    for ev in made:
+        ev.set()
+
+
+@pytest.fixture
+def make_bus(gates):
+    """Factory for PubSubs that are always closed (under a watchdog) after the test."""
+    buses: List[Any] = []
+
+    def make(**kwargs: Any) -> Any:
+        b = chanpool.PubSub(**kwargs)
+        buses.append(b)
+        return b
+
+    yield make
+    for ev in gates.all:
+        ev.set()
+    for b in buses:
+        watchdog(lambda b=b: b.close(drain=False), what="teardown close")
+
+
+def run_py(code: str, timeout: float = SUBPROCESS_TIMEOUT) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh interpreter; a hang dumps every stack (faulthandler) and fails."""
+    return wait_py(start_py(code, timeout), timeout)
+
+
+def start_py(code: str, timeout: float = SUBPROCESS_TIMEOUT, args: tuple = ()) -> Any:
+    prologue = (
+        "import faulthandler, sys\n"
+        f"faulthandler.dump_traceback_later({max(timeout - 5, 1)!r}, exit=True)\n"
+    )
+    env = dict(os.environ)
+    env.pop("PYTHONWARNINGS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", prologue + textwrap.dedent(code), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    return proc
+
+
+def wait_py(proc: Any, timeout: float = SUBPROCESS_TIMEOUT) -> subprocess.CompletedProcess:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"subprocess did not finish within {timeout} s\nstdout:\n{out}\nstderr:\n{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def assert_clean_exit(proc: subprocess.CompletedProcess, expect_last: Optional[str] = None):
+    msg = f"rc={proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == 0, msg
+    for bad in ("Fatal Python error", "PyGILState", "panicked", "Segmentation fault", "Aborted"):
+        assert bad not in proc.stderr, msg
+    if expect_last is not None:
+        assert proc.stdout.strip().splitlines()[-1:] == [expect_last], msg
+
+
+def matches(pattern: str, topic: str) -> bool:
+    """Reference NATS matcher: `*` one token, `>` one or more trailing tokens."""
+    p = pattern.split(".")
+    t = topic.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(t) > i
+        if i >= len(t):
+            return False
+        if tok != "*" and tok != t[i]:
+            return False
+    return len(t) == len(p)
