@@ -115,8 +115,20 @@ impl Channel {
 
 #[pymethods]
 impl Channel {
+    /// `Channel[int]` in annotations, as with queue.Queue.
+    #[classmethod]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        cls.py()
+            .import("types")?
+            .getattr("GenericAlias")?
+            .call1((cls, item))
+    }
+
     #[new]
-    #[pyo3(signature = (capacity=None))]
+    #[pyo3(signature = (capacity=None), text_signature = "(capacity=0)")]
     fn py_new(capacity: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         // No argument means unbuffered, as in Go; None (explicitly) means unbounded.
         let cap = match capacity {
@@ -424,17 +436,19 @@ pub fn select<'py>(
     }
 }
 
+/// Room in a merged channel by default: enough that the forwarder rarely waits on the reader.
+const FAN_IN_CAPACITY: i64 = 64;
+
 /// Merges channels into one that closes when all of them have closed. Forwarding runs on one
 /// native thread per merge and never takes the GIL.
 #[pyfunction]
-#[pyo3(signature = (*channels, capacity=None))]
-pub fn fan_in(
-    channels: &Bound<'_, PyTuple>,
-    capacity: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Channel> {
+#[pyo3(signature = (*channels, capacity=Some(FAN_IN_CAPACITY)), text_signature = "(*channels, capacity=64)")]
+pub fn fan_in(channels: &Bound<'_, PyTuple>, capacity: Option<i64>) -> PyResult<Channel> {
     let cap = match capacity {
-        None => Capacity::Bounded(channels.len().max(1)),
-        Some(c) => capacity_of(Some(c))?,
+        None => Capacity::Unbounded,
+        Some(0) => Capacity::Rendezvous,
+        Some(n) if n > 0 => Capacity::Bounded(n as usize),
+        Some(_) => return Err(PyValueError::new_err("capacity must be >= 0 or None")),
     };
     let mut inputs = Vec::with_capacity(channels.len());
     for c in channels.iter() {
