@@ -4,7 +4,6 @@ import faulthandler
 import sys
 
 import pytest
-
 from helpers import watchdog
 
 # Last line of defence: if a test hangs while holding the GIL (so no Python-level watchdog can

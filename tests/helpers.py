@@ -56,7 +56,7 @@ def watchdog(fn: Callable[[], Any], timeout: float = WATCHDOG, what: str = "scen
     def target() -> None:
         try:
             box["result"] = fn()
-        except BaseException as e:  # noqa: BLE001 - re-raised below
+        except BaseException as e:
             box["error"] = e
 
     t = threading.Thread(target=target, name=f"watchdog-{what}", daemon=True)
@@ -69,7 +69,9 @@ def watchdog(fn: Callable[[], Any], timeout: float = WATCHDOG, what: str = "scen
     return box.get("result")
 
 
-def wait_until(pred: Callable[[], bool], timeout: float = WATCHDOG, what: str = "condition") -> None:
+def wait_until(
+    pred: Callable[[], bool], timeout: float = WATCHDOG, what: str = "condition"
+) -> None:
     """Polls pred() until it is true; fails the test after `timeout` seconds.
 
     Used only to observe states nothing signals (a thread being blocked inside a native call,
@@ -153,7 +155,8 @@ def run_py(
         )
     except subprocess.TimeoutExpired as e:
         pytest.fail(
-            f"subprocess did not finish within {timeout} s\nstdout:\n{e.stdout}\nstderr:\n{e.stderr}"
+            f"subprocess did not finish within {timeout} s\n"
+            f"stdout:\n{e.stdout}\nstderr:\n{e.stderr}"
         )
 
 
