@@ -5,6 +5,13 @@ The GIL is released whenever chanpool waits or runs work off the calling thread.
 
 from concurrent.futures.thread import BrokenThreadPool
 
+from chanpool._context import (
+    Cancelled,
+    Context,
+    DeadlineExceeded,
+    current_context,
+    run_with_timeout,
+)
 from chanpool._core import (
     Channel,
     MapIterator,
@@ -13,18 +20,22 @@ from chanpool._core import (
     Semaphore,
     Subscription,
     TokenBucket,
-    WorkerPool,
     __version__,
     fan_in,
     select,
 )
 from chanpool._errors import Closed, QueueFull, ShutDown
 from chanpool._future import Future
+from chanpool._pipeline import fan_out, pipeline
+from chanpool._pool import WorkerPool
 
 __all__ = [
     "BrokenThreadPool",
+    "Cancelled",
     "Channel",
     "Closed",
+    "Context",
+    "DeadlineExceeded",
     "Future",
     "MapIterator",
     "Message",
@@ -36,6 +47,10 @@ __all__ = [
     "TokenBucket",
     "WorkerPool",
     "__version__",
+    "current_context",
     "fan_in",
+    "fan_out",
+    "pipeline",
+    "run_with_timeout",
     "select",
 ]

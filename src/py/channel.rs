@@ -49,6 +49,18 @@ fn stopped(py: Python<'_>, stop: Stop, signal: Option<PyErr>, what: &str) -> PyE
     }
 }
 
+/// A capacity argument. Not an Option, so that an explicit None (unbounded) is told apart from
+/// no argument at all (unbuffered, as in Go).
+pub struct CapArg(Capacity);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for CapArg {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        capacity_of(Some(&obj.to_owned())).map(CapArg)
+    }
+}
+
 fn capacity_of(cap: Option<&Bound<'_, PyAny>>) -> PyResult<Capacity> {
     let Some(cap) = cap.filter(|c| !c.is_none()) else {
         return Ok(Capacity::Unbounded);
@@ -128,15 +140,10 @@ impl Channel {
     }
 
     #[new]
-    #[pyo3(signature = (capacity=None), text_signature = "(capacity=0)")]
-    fn py_new(capacity: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
-        // No argument means unbuffered, as in Go; None (explicitly) means unbounded.
-        let cap = match capacity {
-            None => Capacity::Rendezvous,
-            Some(c) => capacity_of(Some(c))?,
-        };
+    #[pyo3(signature = (capacity=CapArg(Capacity::Rendezvous)), text_signature = "(capacity=0)")]
+    fn py_new(capacity: CapArg) -> PyResult<Self> {
         Ok(Channel {
-            inner: Self::new_inner(cap),
+            inner: Self::new_inner(capacity.0),
         })
     }
 

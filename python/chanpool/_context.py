@@ -1,0 +1,384 @@
+"""Go's context for Python threads: cancellation and deadlines that flow from parent to child.
+
+A Context is cancelled once, by ``cancel()``, by its deadline, or by its parent; after that
+``err`` says why and ``done`` (a closed Channel) wakes everyone waiting on it or selecting on it,
+with the GIL released. Deadlines of every context share one timer thread.
+
+Work started with ``WorkerPool.submit_with(ctx, ...)`` sees its context as ``current_context()``;
+queued work whose context is cancelled never starts.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextvars
+import heapq
+import itertools
+import math
+import os
+import sys
+import threading
+import time
+import weakref
+from typing import Any, Callable, Optional, TypeVar
+
+from chanpool._core import Channel, select
+
+__all__ = [
+    "Cancelled",
+    "Context",
+    "DeadlineExceeded",
+    "current_context",
+    "run_with_timeout",
+]
+
+
+_T = TypeVar("_T")
+
+
+class Cancelled(cf.CancelledError):
+    """The context was cancelled (Go's ``context.Canceled``)."""
+
+
+# Before 3.11 concurrent.futures had its own TimeoutError; be both wherever they differ.
+_TIMEOUT_ERRORS: tuple[type[BaseException], ...]
+if sys.version_info >= (3, 11):
+    _TIMEOUT_ERRORS = (TimeoutError,)
+else:
+    _TIMEOUT_ERRORS = (TimeoutError, cf.TimeoutError)
+
+
+class DeadlineExceeded(Cancelled, *_TIMEOUT_ERRORS):  # type: ignore[misc]
+    """The context's deadline passed (Go's ``context.DeadlineExceeded``); also a TimeoutError."""
+
+
+_current: contextvars.ContextVar[Optional[Context]] = contextvars.ContextVar(
+    "chanpool_context", default=None
+)
+
+
+def current_context() -> Context | None:
+    """The context the running task was submitted with, if any."""
+    return _current.get()
+
+
+def _check_seconds(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, got {type(value).__name__}")
+    seconds = float(value)
+    if math.isnan(seconds):
+        raise ValueError(f"{what} must not be NaN")
+    return seconds
+
+
+class Context:
+    """A cancellation scope. ``Context()`` is a root that only ``cancel()`` ends.
+
+    Children made with ``with_cancel``, ``with_timeout`` or ``with_deadline`` end when their
+    parent does, never the other way round. Used as a context manager, a context is cancelled
+    on exit, like Go's ``defer cancel()``.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_callbacks",
+        "_children",
+        "_deadline",
+        "_done",
+        "_err",
+        "_lock",
+        "_parent",
+    )
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._parent: Context | None = None
+        self._err: BaseException | None = None
+        self._done: Channel[Any] = Channel(0)
+        self._deadline: float | None = None
+        self._children: set[Context] = set()
+        self._callbacks: dict[int, Callable[[], object]] = {}
+
+    # -- making children
+
+    def with_cancel(self) -> Context:
+        """A child that can be cancelled on its own."""
+        child = Context()
+        child._deadline = self._deadline
+        self._adopt(child)
+        return child
+
+    def with_timeout(self, timeout: float) -> Context:
+        """A child cancelled with DeadlineExceeded ``timeout`` seconds from now."""
+        seconds = _check_seconds(timeout, "timeout")
+        return self.with_deadline(time.monotonic() + seconds)
+
+    def with_deadline(self, deadline: float) -> Context:
+        """A child cancelled with DeadlineExceeded at ``deadline`` (a time.monotonic() value)."""
+        when = _check_seconds(deadline, "deadline")
+        child = Context()
+        child._deadline = when if self._deadline is None else min(when, self._deadline)
+        self._adopt(child)
+        if child._deadline is not None and child._deadline != self._deadline:
+            _timer.schedule(child)
+        return child
+
+    def _adopt(self, child: Context) -> None:
+        child._parent = self
+        with self._lock:
+            err = self._err
+            if err is None:
+                self._children.add(child)
+        if err is not None:
+            child._end(err)
+
+    # -- ending
+
+    def cancel(self) -> bool:
+        """Cancels this context and its children; False if it had already ended."""
+        return self._end(Cancelled("context cancelled"))
+
+    def _end(self, err: BaseException) -> bool:
+        with self._lock:
+            if self._err is not None:
+                return False
+            self._err = err
+            children, self._children = self._children, set()
+            callbacks, self._callbacks = self._callbacks, {}
+        self._done.close()
+        _timer.forget(self)
+        parent, self._parent = self._parent, None
+        if parent is not None:
+            # A child that ends first must not stay reachable from a long-lived parent.
+            with parent._lock:
+                parent._children.discard(self)
+        for child in children:
+            child._end(err)
+        for fn in callbacks.values():
+            try:
+                fn()
+            except Exception:  # a callback must not stop the others
+                import logging
+
+                logging.getLogger("chanpool").exception("context callback failed")
+        return True
+
+    def _expire(self) -> None:
+        self._end(DeadlineExceeded("context deadline exceeded"))
+
+    # -- observing
+
+    @property
+    def done(self) -> Channel[Any]:
+        """A channel that is closed when the context ends: receive or select on it to wait."""
+        return self._done
+
+    @property
+    def err(self) -> BaseException | None:
+        """None while active; then a Cancelled or DeadlineExceeded instance."""
+        return self._err
+
+    @property
+    def cancelled(self) -> bool:
+        return self._err is not None
+
+    @property
+    def deadline(self) -> float | None:
+        """The time.monotonic() instant this context expires, if it has a deadline."""
+        return self._deadline
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (0.0 once passed); None without a deadline."""
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline - time.monotonic())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Waits (GIL released) until the context ends; False if ``timeout`` passed first."""
+        if self._err is not None:
+            return True
+        if timeout is not None:
+            timeout = max(0.0, _check_seconds(timeout, "timeout"))
+        try:
+            self._done.recv(timeout)
+        except TimeoutError:
+            return self._err is not None
+        except Exception:
+            return True
+        raise AssertionError("nothing is ever sent on a context's done channel")
+
+    def raise_if_cancelled(self) -> None:
+        """Raises ``err`` if the context has ended: a cheap check for long-running work."""
+        err = self._err
+        if err is not None:
+            raise err.with_traceback(None)  # the same instance each time, without stale frames
+
+    def on_cancel(self, fn: Callable[[], object]) -> Callable[[], None]:
+        """Calls ``fn()`` once when the context ends (at once if it has). Returns a function
+        that unregisters it."""
+        if not callable(fn):
+            raise TypeError(f"on_cancel() takes a callable, got {type(fn).__name__}")
+        key = next(_keys)
+        with self._lock:
+            if self._err is None:
+                self._callbacks[key] = fn
+                registered = True
+            else:
+                registered = False
+        if not registered:
+            fn()
+
+        def unregister() -> None:
+            with self._lock:
+                self._callbacks.pop(key, None)
+
+        return unregister
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+
+    def __repr__(self) -> str:
+        if self._err is not None:
+            state = type(self._err).__name__
+        elif self._deadline is not None:
+            state = f"active, {self.remaining():.3f}s left"
+        else:
+            state = "active"
+        return f"<chanpool.Context {state}>"
+
+
+_keys = itertools.count()
+
+
+class _Timer:
+    """One daemon thread expiring every deadline, earliest first.
+
+    Pending contexts are held strongly (in ``_live``): whoever only kept ``ctx.done`` must still
+    see it close. The heap itself holds weak references, so a context that ended some other way
+    is released at once; its stale entry is skipped, and purged now and then.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, weakref.ref[Context]]] = []
+        self._live: dict[int, Context] = {}
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, ctx: Context) -> None:
+        assert ctx._deadline is not None
+        with self._cond:
+            key = id(ctx)
+            self._live[key] = ctx
+            heapq.heappush(self._heap, (ctx._deadline, next(_keys), weakref.ref(ctx)))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="chanpool-context-timer", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0][2]() is ctx:
+                self._cond.notify()
+
+    def forget(self, ctx: Context) -> None:
+        with self._cond:
+            self._live.pop(id(ctx), None)
+            # Purge ended entries now and then so early-cancelled contexts do not pile up.
+            if len(self._heap) > 64 and len(self._heap) > 2 * len(self._live):
+                self._heap = [e for e in self._heap if self._is_live(e[2]())]
+                heapq.heapify(self._heap)
+
+    def _is_live(self, ctx: Context | None) -> bool:
+        return ctx is not None and self._live.get(id(ctx)) is ctx
+
+    def _run(self) -> None:
+        while True:
+            due: list[Context] = []
+            with self._cond:
+                while not due:
+                    now = time.monotonic()
+                    while self._heap and self._heap[0][0] <= now:
+                        ctx = heapq.heappop(self._heap)[2]()
+                        if self._is_live(ctx):
+                            assert ctx is not None
+                            del self._live[id(ctx)]
+                            due.append(ctx)
+                    if due:
+                        break
+                    wait = self._heap[0][0] - now if self._heap else None
+                    self._cond.wait(wait)
+            for ctx in due:
+                ctx._expire()
+
+    def _after_fork(self) -> None:
+        # The thread did not survive the fork; contexts inherited with deadlines are rescheduled.
+        self._cond = threading.Condition(threading.Lock())
+        self._thread = None
+        pending = [ctx for ctx in self._live.values() if ctx._err is None]
+        self._heap = []
+        self._live = {}
+        for ctx in pending:
+            self.schedule(ctx)
+
+
+_timer = _Timer()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_timer._after_fork)
+
+
+def _run_in(ctx: Context, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
+    ctx.raise_if_cancelled()
+    token = _current.set(ctx)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _current.reset(token)
+
+
+def run_with_timeout(fn: Callable[..., _T], timeout: float, /, *args: Any, **kwargs: Any) -> _T:
+    """Runs ``fn(*args, **kwargs)`` on its own thread and returns its result, or raises
+    DeadlineExceeded (a TimeoutError) after ``timeout`` seconds (Go's DoWorkWithTimeout).
+
+    Python cannot stop a thread: on timeout ``fn`` keeps running, but its ``current_context()``
+    is cancelled so cooperative code can notice and return. The thread is a daemon, so a call
+    that never returns does not hold up interpreter exit. The deadline is also bounded by the
+    caller's own context when there is one.
+    """
+    if not callable(fn):
+        raise TypeError(f"run_with_timeout() takes a callable, got {type(fn).__name__}")
+    seconds = _check_seconds(timeout, "timeout")
+    ctx = (current_context() or Context()).with_timeout(seconds)
+    fut: cf.Future[_T] = cf.Future()
+    finished: Channel[Any] = Channel(0)
+
+    def body() -> None:
+        try:
+            if fut.set_running_or_notify_cancel():
+                try:
+                    result = _run_in(ctx, fn, args, kwargs)
+                except BaseException as e:  # handed to the caller
+                    fut.set_exception(e)
+                else:
+                    fut.set_result(result)
+        finally:
+            finished.close()
+
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    threading.Thread(target=body, name=f"chanpool-timeout-{name}", daemon=True).start()
+    try:
+        try:
+            select([finished, ctx.done], timeout=seconds)
+        except TimeoutError:
+            pass
+        if fut.done():
+            return fut.result()  # it may have finished right at the deadline
+        fut.cancel()
+        ctx._expire()
+        err = ctx.err
+        assert err is not None
+        if isinstance(err, DeadlineExceeded) and err.args == ("context deadline exceeded",):
+            raise DeadlineExceeded(f"{name} did not finish within {seconds} s") from None
+        raise err.with_traceback(None)  # the caller's own context ended first
+    finally:
+        ctx.cancel()
