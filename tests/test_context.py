@@ -10,9 +10,8 @@ import threading
 import time
 import weakref
 
-import pytest
-
 import chanpool
+import pytest
 from chanpool import _context
 from helpers import assert_clean_exit, run_py, wait_until, watchdog
 
@@ -162,7 +161,7 @@ def test_concurrent_cancel_ends_the_context_exactly_once():
     for _ in range(200):
         ctx = chanpool.Context()
         calls = []
-        ctx.on_cancel(lambda: calls.append(1))
+        ctx.on_cancel(lambda calls=calls: calls.append(1))
         barrier = threading.Barrier(6)
         results = []
 

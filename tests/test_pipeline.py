@@ -6,12 +6,11 @@ import collections
 import itertools
 import threading
 
+import chanpool
 import pytest
+from helpers import assert_clean_exit, native_thread_names, run_py, wait_until, watchdog
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import chanpool
-from helpers import assert_clean_exit, native_thread_names, run_py, wait_until, watchdog
 
 
 def stage_threads() -> int:
@@ -96,7 +95,11 @@ def test_property_no_item_lost_or_duplicated(items, workers, capacity, from_chan
         src.close()
     else:
         src = items
-    stages = [((lambda k: lambda x: (x, k))(k), w) for k, w in enumerate(workers)]
+
+    def tag(k):
+        return lambda x: (x, k)
+
+    stages = [(tag(k), w) for k, w in enumerate(workers)]
     out = chanpool.pipeline(src, *stages, capacity=capacity)
     got = drain(out)
 
