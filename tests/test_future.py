@@ -14,9 +14,8 @@ import logging
 import threading
 import time
 
-import pytest
-
 import chanpool
+import pytest
 from helpers import exact, settled, wait_until, watchdog
 
 
@@ -70,7 +69,7 @@ def test_running_state(blocked_pool):
 
 
 def test_result_and_exception_timeout(blocked_pool):
-    p, first, release = blocked_pool
+    _p, first, release = blocked_pool
     t0 = time.monotonic()
     with pytest.raises(cf.TimeoutError):
         first.result(timeout=0.2)
@@ -85,7 +84,7 @@ def test_result_and_exception_timeout(blocked_pool):
 
 
 def test_cancel_before_start(blocked_pool):
-    p, first, release = blocked_pool
+    p, _first, release = blocked_pool
     ran = []
     victim = p.submit(ran.append, "victim")
     after = p.submit(mul, 3, 4)
@@ -104,7 +103,7 @@ def test_cancel_before_start(blocked_pool):
 
 
 def test_cancel_running_or_done_fails(blocked_pool):
-    p, first, release = blocked_pool
+    _p, first, release = blocked_pool
     assert not first.cancel()
     assert first.running()
     release.set()
@@ -114,7 +113,7 @@ def test_cancel_running_or_done_fails(blocked_pool):
 
 
 def test_cancel_many_queued(blocked_pool):
-    p, first, release = blocked_pool
+    p, _first, release = blocked_pool
     ran = []
     fs = [p.submit(ran.append, i) for i in range(200)]
     for f in fs[::2]:
@@ -128,7 +127,7 @@ def test_cancel_many_queued(blocked_pool):
 
 
 def test_cancel_runs_done_callbacks(blocked_pool):
-    p, first, release = blocked_pool
+    p, _first, _release = blocked_pool
     f = p.submit(mul, 1, 1)
     seen = []
     f.add_done_callback(seen.append)
@@ -140,7 +139,7 @@ def test_cancel_runs_done_callbacks(blocked_pool):
 
 
 def test_done_callback_added_before_completion(blocked_pool):
-    p, first, release = blocked_pool
+    p, _first, release = blocked_pool
     seen = []
     called_in = []
 
@@ -226,7 +225,7 @@ def test_done_callbacks_race_with_completion(make_pool):
         ready.release()
     t.join(60)
     assert not t.is_alive()
-    done, not_done = cf.wait(fs, timeout=60)
+    _done, not_done = cf.wait(fs, timeout=60)
     assert not not_done
     wait_until(lambda: sum(counts) == n, what="every callback")
     assert set(counts) == {1}
@@ -241,7 +240,9 @@ def test_wait_first_completed(blocked_pool):
     done_future = cf.Future()
     done_future.set_result(1)
     queued = p.submit(mul, 1, 1)
-    done, not_done = cf.wait([first, queued, done_future], timeout=0.1, return_when=cf.FIRST_COMPLETED)
+    done, not_done = cf.wait(
+        [first, queued, done_future], timeout=0.1, return_when=cf.FIRST_COMPLETED
+    )
     assert done == {done_future}
     assert not_done == {first, queued}
 
@@ -262,7 +263,7 @@ def test_wait_first_completed(blocked_pool):
 
 
 def test_wait_first_exception(blocked_pool):
-    p, first, release = blocked_pool
+    _p, first, release = blocked_pool
     # A second pool so the failing task does not queue behind the blocker.
     with chanpool.WorkerPool(1) as other:
         failing = other.submit(boom, "first exception")
@@ -315,7 +316,7 @@ def test_wait_many_futures_while_completing(make_pool):
     p = make_pool(4)
     for _ in range(5):
         fs = [p.submit(mul, i, 2) for i in range(3000)]
-        done, not_done = watchdog(lambda: cf.wait(fs, timeout=60))
+        done, not_done = watchdog(lambda fs=fs: cf.wait(fs, timeout=60))
         assert not not_done and len(done) == 3000
     p.shutdown()
     exact(p, submitted=15000, completed=15000)
@@ -353,7 +354,7 @@ def test_as_completed_order_follows_completion(make_pool):
 
 
 def test_as_completed_timeout(blocked_pool):
-    p, first, release = blocked_pool
+    _p, first, release = blocked_pool
     done_future = cf.Future()
     done_future.set_result(None)
     got = []
@@ -391,7 +392,7 @@ def test_asyncio_wrap_future(make_pool):
 
 
 def test_asyncio_cancel_propagates_to_queued_future(blocked_pool):
-    p, first, release = blocked_pool
+    p, _first, release = blocked_pool
     ran = []
 
     async def main():
@@ -411,7 +412,7 @@ def test_asyncio_cancel_propagates_to_queued_future(blocked_pool):
 
 
 def test_asyncio_wait_for_timeout(blocked_pool):
-    p, first, release = blocked_pool
+    p, _first, release = blocked_pool
 
     async def main():
         with pytest.raises(asyncio.TimeoutError):
@@ -428,9 +429,7 @@ def test_asyncio_wait_for_timeout(blocked_pool):
 
 def _never_retrieved(caplog):
     return [
-        r
-        for r in caplog.records
-        if r.name == "chanpool" and "never retrieved" in r.getMessage()
+        r for r in caplog.records if r.name == "chanpool" and "never retrieved" in r.getMessage()
     ]
 
 
@@ -479,7 +478,7 @@ def test_retrieved_exception_is_not_logged(make_pool, caplog, how):
 
         async def main():
             with pytest.raises(ValueError):
-                await asyncio.wrap_future(f)
+                await asyncio.wrap_future(f)  # noqa: F821 - runs before `del f` below
 
         watchdog(lambda: asyncio.run(main()))
     del f

@@ -14,9 +14,8 @@ import sys
 import threading
 import weakref
 
-import pytest
-
 import chanpool
+import pytest
 from helpers import (
     STATS_KEYS,
     comm,
@@ -509,7 +508,9 @@ def test_initializer_failure_breaks_pool(make_pool, caplog):
     records = [r for r in caplog.records if r.name == "chanpool" and r.levelno >= logging.ERROR]
     assert records, "the initializer failure was not logged on 'chanpool'"
     assert any(
-        r.exc_info and isinstance(r.exc_info[1], ValueError) and "error in initializer" in str(r.exc_info[1])
+        r.exc_info
+        and isinstance(r.exc_info[1], ValueError)
+        and "error in initializer" in str(r.exc_info[1])
         for r in records
     ), [r.getMessage() for r in records]
 
@@ -559,14 +560,14 @@ def test_initializer_failure_while_submit_blocked_on_full_queue(make_pool, caplo
         def producer(p=p, out=out):
             try:
                 out["future"] = p.submit(mul, 2, 2)
-            except BaseException as e:  # noqa: BLE001
-                out["error"] = e
+            except BaseException as exc:
+                out["error"] = exc
 
         code = producer.__code__
         t = threading.Thread(target=producer)
         t.start()
         wait_until(
-            lambda t=t, code=code: top_frame_is(t.ident, code) and p.stats()["queued"] == 1,
+            lambda t=t, code=code, p=p: top_frame_is(t.ident, code) and p.stats()["queued"] == 1,
             what="producer blocked in submit",
         )
         go.set()

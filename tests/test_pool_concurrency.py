@@ -11,7 +11,6 @@ import threading
 from collections import Counter
 
 import pytest
-
 from helpers import assert_clean_exit, exact, run_py, settled, wait_until, watchdog
 
 
@@ -31,11 +30,11 @@ def test_many_producers_exact_sums_and_stats(make_pool, queue_size):
         futures = [None] * n_threads
         errors = []
 
-        def producer(k):
+        def producer(k, p=p, start=start, futures=futures, errors=errors):
             try:
                 start.wait()
                 futures[k] = [p.submit(mul, k, i) for i in range(per_thread)]
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:
                 errors.append(e)
 
         threads = [threading.Thread(target=producer, args=(k,)) for k in range(n_threads)]
@@ -47,7 +46,7 @@ def test_many_producers_exact_sums_and_stats(make_pool, queue_size):
         assert errors == []
         total = sum(f.result(timeout=60) for fs in futures for f in fs)
         assert total == sum(k * i for k in range(n_threads) for i in range(per_thread))
-        watchdog(lambda: p.shutdown(wait=True))
+        watchdog(lambda p=p: p.shutdown(wait=True))
         n = n_threads * per_thread
         exact(p, submitted=n, completed=n, failed=0, cancelled=0, workers=0, queued=0, running=0)
 
@@ -59,14 +58,14 @@ def test_bounded_queue_many_producers_nothing_lost(make_pool):
         got = []
         lock = threading.Lock()
 
-        def record(x):
+        def record(x, lock=lock, got=got):
             with lock:
                 got.append(x)
 
         start = threading.Barrier(n_threads)
         returned = []
 
-        def producer(k):
+        def producer(k, p=p, start=start, per_thread=per_thread, returned=returned):
             start.wait()
             fs = []
             for i in range(per_thread):
@@ -82,7 +81,7 @@ def test_bounded_queue_many_producers_nothing_lost(make_pool):
             t.join(60)
             assert not t.is_alive()
         assert len(returned) == n_threads
-        watchdog(lambda: p.shutdown(wait=True))
+        watchdog(lambda p=p: p.shutdown(wait=True))
         assert Counter(got) == Counter((k, i) for k in range(n_threads) for i in range(per_thread))
         # Nothing lost, nothing run twice, per producer too.
         for k in range(n_threads):
@@ -99,7 +98,7 @@ def test_try_submit_many_producers_counts(make_pool):
         refused = [0] * 4
         start = threading.Barrier(4)
 
-        def producer(k):
+        def producer(k, p=p, start=start, accepted=accepted, refused=refused):
             start.wait()
             for i in range(300):
                 f = p.try_submit(mul, i, 1)
@@ -113,7 +112,7 @@ def test_try_submit_many_producers_counts(make_pool):
             t.start()
         for t in threads:
             t.join(60)
-        watchdog(lambda: p.shutdown(wait=True))
+        watchdog(lambda p=p: p.shutdown(wait=True))
         assert sum(accepted) + sum(refused) == 1200
         exact(p, submitted=sum(accepted), completed=sum(accepted), failed=0, cancelled=0)
 
@@ -130,7 +129,7 @@ def test_concurrent_maps_on_one_pool(make_pool):
                     b = range(0, 300 + k)
                     got = list(p.map(mul, a, b, chunksize=chunksize, buffersize=buffersize))
                     assert got == list(map(mul, a, b))
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=consumer, args=(k,)) for k in range(6)]

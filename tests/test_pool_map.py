@@ -13,12 +13,11 @@ import threading
 import time
 import weakref
 
+import chanpool
 import pytest
+from helpers import exact, settled, watchdog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import chanpool
-from helpers import exact, settled, watchdog
 
 
 def add(a, b):
@@ -63,7 +62,9 @@ def test_map_equals_builtin_map(make_pool, chunksize, buffersize):
     a, b, c = range(n), range(3, n + 10), [7] * (n // 2 + 1)
     assert list(p.map(str, a, chunksize=chunksize, buffersize=buffersize)) == list(map(str, a))
     # Several iterables of unequal length stop at the shortest, like zip()/map().
-    assert list(p.map(add, a, b, chunksize=chunksize, buffersize=buffersize)) == list(map(add, a, b))
+    assert list(p.map(add, a, b, chunksize=chunksize, buffersize=buffersize)) == list(
+        map(add, a, b)
+    )
     assert list(p.map(add3, b, c, a, chunksize=chunksize, buffersize=buffersize)) == list(
         map(add3, b, c, a)
     )
@@ -430,12 +431,14 @@ def test_map_iterator_dropped_after_start_cancels_items_not_started(make_pool):
 
 
 @pytest.mark.bug
+@pytest.mark.parametrize("chunksize,buffersize", [(1, None), (3, None), (1, 2), (3, 1)])
 @pytest.mark.parametrize("outcome", ["value", "exception"])
-def test_map_result_is_available_as_soon_as_it_is_done(make_pool, outcome):
+def test_map_result_is_available_as_soon_as_it_is_done(make_pool, outcome, chunksize, buffersize):
     """A finished item's result (or exception) reaches the consumer while later items run.
 
     ThreadPoolExecutor hands out item 0 as soon as item 0 is done, whatever item 1 is doing.
-    Here item 1 waits (up to 3 s) for the consumer to have received item 0.
+    Here item 1 waits (up to 3 s) for the consumer to have received item 0; with chunksize=3
+    both are in the same chunk, and the rule holds within a chunk too.
     """
     p = make_pool(1)
     started1, consumed = threading.Event(), threading.Event()
@@ -450,7 +453,7 @@ def test_map_result_is_available_as_soon_as_it_is_done(make_pool, outcome):
             return consumed.wait(3)
         return i
 
-    it = p.map(f, range(3))
+    it = p.map(f, range(3), chunksize=chunksize, buffersize=buffersize)
     assert started1.wait(30)
     t0 = time.monotonic()
     if outcome == "value":

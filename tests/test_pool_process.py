@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
-import sys
 
 import pytest
-
 from helpers import assert_clean_exit, run_py
 
 # ------------------------------------------------------------------------------------ exit

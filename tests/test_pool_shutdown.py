@@ -9,9 +9,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import threading
 
-import pytest
-
 import chanpool
+import pytest
 from helpers import exact, native_thread_names, settled, wait_until, watchdog
 
 
@@ -114,7 +113,9 @@ def test_shutdown_wait_false_lets_queued_work_finish(make_pool):
     assert not first.done()
     gate.set()
     assert [f.result(timeout=30) for f in rest] == [2 * i for i in range(20)]
-    wait_until(lambda: worker_threads(prefix) == [], what="workers to exit after shutdown(wait=False)")
+    wait_until(
+        lambda: worker_threads(prefix) == [], what="workers to exit after shutdown(wait=False)"
+    )
     exact(p, submitted=21, completed=21, cancelled=0, workers=0)
 
 
@@ -201,6 +202,47 @@ def test_cancel_futures_cancels_pending_map_items(make_pool, workers):
     exact(p, submitted=20, completed=workers, cancelled=20 - workers, failed=0)
 
 
+@pytest.mark.parametrize("buffersize", [None, 2])
+def test_cancel_futures_cancels_the_rest_of_a_running_chunk(make_pool, buffersize):
+    """With chunksize > 1 a chunk's items that have not started are pending too: cancel_futures
+    cancels them even though their chunk is already running, and the eager iterator raises
+    CancelledError for them at once (item 2, in the other chunk, is still running then)."""
+    p = make_pool(2)
+    gate0, consumed = threading.Event(), threading.Event()
+    ran, released = [], []
+
+    def f(i):
+        ran.append(i)
+        if i == 0:
+            assert gate0.wait(30)
+        elif i == 2:
+            released.append(consumed.wait(10))
+        return i
+
+    it = p.map(f, range(6), chunksize=2, buffersize=buffersize)
+    wait_until(lambda: p.stats()["running"] == 2, what="both chunks to run")
+    p.shutdown(wait=False, cancel_futures=True)
+    gate0.set()
+    try:
+        if buffersize is None:
+            assert watchdog(lambda: next(it)) == 0
+            with pytest.raises(cf.CancelledError):
+                watchdog(lambda: next(it))
+        else:
+            # 3.14: topping up the buffer is a submit(), refused after shutdown.
+            with pytest.raises(RuntimeError):
+                watchdog(lambda: next(it))
+        assert list(it) == []
+    finally:
+        consumed.set()
+    watchdog(lambda: p.shutdown(wait=True))
+    assert sorted(ran) == [0, 2]
+    if buffersize is None:
+        assert released == [True], "item 1's cancellation was held back behind item 2"
+    submitted = 6 if buffersize is None else 4
+    exact(p, submitted=submitted, completed=2, cancelled=submitted - 2, failed=0)
+
+
 def test_cancel_futures_with_lazy_map(make_pool):
     """3.14 semantics: a lazy map tops its buffer up with submit(), which fails after shutdown
     (RuntimeError); the items it had queued are cancelled by cancel_futures."""
@@ -233,7 +275,7 @@ def test_shutdown_race_issue12456(make_pool):
     for _ in range(20):
         p = make_pool(5)
         it = p.map(str, [2] * 6)
-        watchdog(lambda: p.shutdown(), what="shutdown right after map")
+        watchdog(lambda p=p: p.shutdown(), what="shutdown right after map")
         assert list(it) == ["2"] * 6
         settled(p)
 
@@ -281,7 +323,7 @@ def test_shutdown_races_with_producers(make_pool, queue_size, cancel_futures):
         refused = [0] * n_threads
         errors = []
 
-        def producer(k):
+        def producer(k, p=p, start=start, futures=futures, refused=refused, errors=errors):
             start.wait()
             i = 0
             while True:  # until the pool refuses
@@ -290,7 +332,7 @@ def test_shutdown_races_with_producers(make_pool, queue_size, cancel_futures):
                 except RuntimeError:
                     refused[k] += 1
                     return
-                except BaseException as e:  # noqa: BLE001
+                except BaseException as e:
                     errors.append(e)
                     return
                 i += 1
@@ -305,7 +347,7 @@ def test_shutdown_races_with_producers(make_pool, queue_size, cancel_futures):
         for t in threads:
             t.join(60)
             assert not t.is_alive()
-        watchdog(lambda: p.shutdown(wait=True))
+        watchdog(lambda p=p: p.shutdown(wait=True))
         assert errors == []
         all_f = [f for fs in futures for f in fs]
         accepted = len(all_f)
@@ -316,8 +358,16 @@ def test_shutdown_races_with_producers(make_pool, queue_size, cancel_futures):
             assert isinstance(f.result(), int)
         if not cancel_futures:
             assert len(completed) == accepted
-        s = exact(p, submitted=accepted, completed=len(completed), failed=0,
-                  cancelled=accepted - len(completed), workers=0, queued=0, running=0)
+        s = exact(
+            p,
+            submitted=accepted,
+            completed=len(completed),
+            failed=0,
+            cancelled=accepted - len(completed),
+            workers=0,
+            queued=0,
+            running=0,
+        )
         assert s["submitted"] == accepted
 
 

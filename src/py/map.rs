@@ -1,20 +1,21 @@
 //! WorkerPool.map: ordered fan-in of results without a Future per item.
 //!
 //! Items are cut into chunks of `chunksize`, the unit of parallel work. A worker runs every item
-//! of a chunk (an exception stays attached to its own item, as with ThreadPoolExecutor) and sends
-//! `(item index, outcome)` pairs to this map's channel; the iterator puts them back in order.
+//! of a chunk (an exception stays attached to its own item, as with ThreadPoolExecutor) and
+//! publishes each `(item index, outcome)` to this map's inbox as soon as the item is done; the
+//! iterator swaps the inbox out and puts the outcomes back in order.
 //!
 //! Eager maps (no buffersize) queue at most `max_workers` runner jobs instead of one job per
 //! chunk: runners claim chunks from a shared cursor, so a chunk costs an atomic increment rather
-//! than a queue round trip, and they batch results until the consumer is waiting. Lazy maps queue
-//! one job per chunk as the input is read. Dropping a started iterator or failing it sets a flag that makes
-//! work that has not started skip.
+//! than a queue round trip. Lazy maps queue one job per chunk as the input is read. Dropping a
+//! started iterator or failing it, and shutdown(cancel_futures=True), make work that has not
+//! started skip.
 
 use crate::core::pool::Counters;
 use crate::py::errors;
 use crate::py::pool::{enqueue, CorePool, Ext, Task};
 use crate::py::runtime;
-use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
+use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
 use pyo3::types::{PyIterator, PyTuple};
 use std::collections::VecDeque;
@@ -22,28 +23,95 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-/// A runner sends its batch once it holds this many results, or sooner if the consumer waits.
-const FLUSH: usize = 256;
-
 enum Outcome {
     Value(Py<PyAny>),
     Error(PyErr),
     Cancelled,
 }
 
-enum Msg {
-    Items(Vec<(usize, Outcome)>),
+type Item = (usize, Outcome);
+
+/// Where workers leave outcomes for the iterator. Publishers hold the GIL and the iterator
+/// only takes the lock attached or for an instant while detached, so it is never contended
+/// for long; no Python object is ever dropped while it is held (a `__del__` could switch
+/// threads and deadlock on it).
+struct Inbox {
+    items: Vec<Item>,
+    /// The consumer sleeps on the condvar: the next publisher wakes it.
+    waiting: bool,
+    /// The iterator is gone or finished: outcomes are dropped instead of kept.
+    closed: bool,
     /// The last eager runner has stopped: whatever has not arrived never will.
-    RunnersDone,
+    runners_done: bool,
 }
 
 struct MapShared {
+    /// The iterator was closed or failed after iteration began.
     cancelled: AtomicBool,
-    /// Set while the consumer is blocked, so runners flush instead of batching.
-    waiting: AtomicBool,
-    tx: Sender<Msg>,
+    ext: Arc<Ext>,
+    inbox: Mutex<Inbox>,
+    wake: Condvar,
 }
 
+impl MapShared {
+    /// Whether items that have not started must be skipped (iterator gone, or the pool is
+    /// discarding its pending work: cancel_futures, exit, broken).
+    fn stopped(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed) || self.ext.discarding()
+    }
+
+    fn publish(&self, i: usize, o: Outcome) {
+        let rejected = {
+            let mut g = self.inbox.lock();
+            if g.closed {
+                Some(o)
+            } else {
+                g.items.push((i, o));
+                if g.waiting {
+                    g.waiting = false;
+                    self.wake.notify_one();
+                }
+                None
+            }
+        };
+        drop(rejected);
+    }
+
+    fn publish_all(&self, items: Vec<Item>) {
+        let rejected = {
+            let mut g = self.inbox.lock();
+            if g.closed {
+                Some(items)
+            } else {
+                g.items.extend(items);
+                if g.waiting {
+                    g.waiting = false;
+                    self.wake.notify_one();
+                }
+                None
+            }
+        };
+        drop(rejected);
+    }
+
+    fn runners_done(&self) {
+        let mut g = self.inbox.lock();
+        g.runners_done = true;
+        if g.waiting {
+            g.waiting = false;
+            self.wake.notify_one();
+        }
+    }
+
+    /// Stops accepting outcomes; returns the ones not taken, for the caller to drop unlocked.
+    fn close(&self) -> Vec<Item> {
+        let mut g = self.inbox.lock();
+        g.closed = true;
+        std::mem::take(&mut g.items)
+    }
+}
+
+/// Runs items in order, publishing each outcome as soon as it is known; returns how many ran.
 fn call_items<'py>(
     counters: &Counters,
     shared: &MapShared,
@@ -51,12 +119,16 @@ fn call_items<'py>(
     star: bool,
     first: usize,
     items: impl Iterator<Item = Bound<'py, PyAny>>,
-    out: &mut Vec<(usize, Outcome)>,
-) {
-    let (mut ok, mut failed) = (0u64, 0u64);
-    counters.running.fetch_add(1, Ordering::Relaxed);
-    for (k, item) in items.enumerate() {
-        if shared.cancelled.load(Ordering::Relaxed) {
+) -> usize {
+    let mut items = items.peekable();
+    // One running task per chunk: per-item counting would cost atomics on the hot path.
+    let mut running = items.peek().is_some();
+    if running {
+        counters.running.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut ran = 0;
+    while let Some(item) = items.next() {
+        if shared.stopped() {
             break;
         }
         let r = if star {
@@ -64,23 +136,36 @@ fn call_items<'py>(
         } else {
             func.call1((item,))
         };
-        out.push((
-            first + k,
-            match r {
-                Ok(v) => {
-                    ok += 1;
-                    Outcome::Value(v.unbind())
-                }
-                Err(e) => {
-                    failed += 1;
-                    Outcome::Error(e)
-                }
-            },
-        ));
+        // Counters first, so stats() never lags behind a result the consumer has seen.
+        if items.peek().is_none() {
+            counters.running.fetch_sub(1, Ordering::Relaxed);
+            running = false;
+        }
+        let o = match r {
+            Ok(v) => {
+                Counters::add(&counters.completed, 1);
+                Outcome::Value(v.unbind())
+            }
+            Err(e) => {
+                Counters::add(&counters.failed, 1);
+                Outcome::Error(e)
+            }
+        };
+        shared.publish(first + ran, o);
+        ran += 1;
     }
-    counters.running.fetch_sub(1, Ordering::Relaxed);
-    Counters::add(&counters.completed, ok);
-    Counters::add(&counters.failed, failed);
+    if running {
+        counters.running.fetch_sub(1, Ordering::Relaxed);
+    }
+    ran
+}
+
+/// Publishes `Cancelled` for items `from..to` that were claimed but will not run.
+fn cancel_items(counters: &Counters, shared: &MapShared, from: usize, to: usize) {
+    if from < to {
+        Counters::add(&counters.cancelled, (to - from) as u64);
+        shared.publish_all((from..to).map(|i| (i, Outcome::Cancelled)).collect());
+    }
 }
 
 /// An eager map's whole input, shared by its runner jobs.
@@ -96,18 +181,20 @@ struct EagerWork {
 }
 
 impl EagerWork {
-    /// Marks every chunk nobody claimed as cancelled; returns how many items that was.
-    fn claim_rest(&self) -> u64 {
+    /// Cancels every chunk nobody claimed. The iterator reaches them only after every claimed
+    /// item, so it learns of them from `runners_done`.
+    fn claim_rest(&self, counters: &Counters) {
         let from = self
             .cursor
             .swap(self.n_chunks, Ordering::AcqRel)
             .min(self.n_chunks);
-        self.items.len().saturating_sub(from * self.chunksize) as u64
+        let cancelled = self.items.len().saturating_sub(from * self.chunksize);
+        Counters::add(&counters.cancelled, cancelled as u64);
     }
 
     fn runner_exit(&self) {
         if self.runners.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _ = self.shared.tx.send(Msg::RunnersDone);
+            self.shared.runners_done();
         }
     }
 }
@@ -118,11 +205,7 @@ pub struct Runner(Arc<EagerWork>);
 pub fn run_runner(py: Python<'_>, counters: &Counters, runner: Runner) {
     let w = &runner.0;
     let func = w.func.bind(py);
-    let mut batch = Vec::new();
-    loop {
-        if w.shared.cancelled.load(Ordering::Relaxed) {
-            break;
-        }
+    while !w.shared.stopped() {
         let i = w.cursor.fetch_add(1, Ordering::AcqRel);
         if i >= w.n_chunks {
             break;
@@ -130,28 +213,17 @@ pub fn run_runner(py: Python<'_>, counters: &Counters, runner: Runner) {
         let lo = i * w.chunksize;
         let hi = (lo + w.chunksize).min(w.items.len());
         let items = w.items[lo..hi].iter().map(|x| x.bind(py).clone());
-        let before = batch.len();
-        call_items(counters, &w.shared, func, w.star, lo, items, &mut batch);
-        Counters::add(
-            &counters.cancelled,
-            ((hi - lo) - (batch.len() - before)) as u64,
-        );
-        if batch.len() >= FLUSH || w.shared.waiting.load(Ordering::Relaxed) {
-            let _ = w.shared.tx.send(Msg::Items(std::mem::take(&mut batch)));
-        }
+        let ran = call_items(counters, &w.shared, func, w.star, lo, items);
+        cancel_items(counters, &w.shared, lo + ran, hi);
     }
-    if !batch.is_empty() {
-        let _ = w.shared.tx.send(Msg::Items(batch));
-    }
-    Counters::add(&counters.cancelled, w.claim_rest());
+    w.claim_rest(counters);
     w.runner_exit();
 }
 
 /// A runner that will never run (shutdown with cancel_futures, or a broken pool).
 pub fn cancel_runner(counters: &Counters, runner: Runner) {
     let w = &runner.0;
-    w.shared.cancelled.store(true, Ordering::Relaxed);
-    Counters::add(&counters.cancelled, w.claim_rest());
+    w.claim_rest(counters);
     w.runner_exit();
 }
 
@@ -166,42 +238,24 @@ pub struct ChunkJob {
 
 pub fn run_chunk(py: Python<'_>, counters: &Counters, job: ChunkJob) {
     let n = job.items.len();
-    let mut out = Vec::with_capacity(n);
     let func = job.func.bind(py);
     let items = job.items.into_iter().map(|x| x.into_bound(py));
-    call_items(
-        counters,
-        &job.shared,
-        func,
-        job.star,
-        job.first,
-        items,
-        &mut out,
-    );
-    Counters::add(&counters.cancelled, (n - out.len()) as u64);
-    for k in out.len()..n {
-        out.push((job.first + k, Outcome::Cancelled));
-    }
-    // The iterator may be gone; its results are then simply dropped (attached, here).
-    let _ = job.shared.tx.send(Msg::Items(out));
+    let ran = call_items(counters, &job.shared, func, job.star, job.first, items);
+    cancel_items(counters, &job.shared, job.first + ran, job.first + n);
 }
 
 pub fn cancel_chunk(counters: &Counters, job: ChunkJob) {
     let n = job.items.len();
-    Counters::add(&counters.cancelled, n as u64);
-    let out = (0..n)
-        .map(|k| (job.first + k, Outcome::Cancelled))
-        .collect();
-    let _ = job.shared.tx.send(Msg::Items(out));
+    cancel_items(counters, &job.shared, job.first, job.first + n);
 }
 
 pub fn fail_chunk(counters: &Counters, job: ChunkJob, make: impl Fn() -> PyErr) {
     let n = job.items.len();
     Counters::add(&counters.failed, n as u64);
-    let out = (0..n)
-        .map(|k| (job.first + k, Outcome::Error(make())))
+    let out = (job.first..job.first + n)
+        .map(|i| (i, Outcome::Error(make())))
         .collect();
-    let _ = job.shared.tx.send(Msg::Items(out));
+    job.shared.publish_all(out);
 }
 
 struct Source {
@@ -213,7 +267,8 @@ struct Source {
 #[pyclass(module = "chanpool", name = "MapIterator")]
 pub struct MapIterator {
     shared: Arc<MapShared>,
-    rx: Receiver<Msg>,
+    /// The inbox's previous buffer, swapped back in to keep its allocation.
+    spare: Vec<Item>,
     /// Outcomes from `next_item` on; None where a result has not arrived yet.
     ready: VecDeque<Option<Outcome>>,
     next_item: usize,
@@ -225,9 +280,7 @@ pub struct MapIterator {
     star: bool,
     chunksize: usize,
     core: Weak<CorePool>,
-    ext: Arc<Ext>,
     deadline: Option<Instant>,
-    runners_done: bool,
     done: bool,
     /// Like a generator's `finally`, cancelling only happens once iteration has begun: a map
     /// whose results are never read still runs every item (CPython #11777).
@@ -254,14 +307,19 @@ pub fn start(
     } else {
         iterables.get_item(0)?.try_iter()?
     };
-    let (tx, rx) = unbounded();
     let mut it = MapIterator {
         shared: Arc::new(MapShared {
             cancelled: AtomicBool::new(false),
-            waiting: AtomicBool::new(false),
-            tx,
+            ext: Arc::clone(ext),
+            inbox: Mutex::new(Inbox {
+                items: Vec::new(),
+                waiting: false,
+                closed: false,
+                runners_done: false,
+            }),
+            wake: Condvar::new(),
         }),
-        rx,
+        spare: Vec::new(),
         ready: VecDeque::new(),
         next_item: 0,
         submitted_items: 0,
@@ -271,9 +329,7 @@ pub fn start(
         star,
         chunksize,
         core: Arc::downgrade(core),
-        ext: Arc::clone(ext),
         deadline,
-        runners_done: false,
         done: false,
         started: false,
     };
@@ -327,7 +383,7 @@ impl MapIterator {
         for r in 0..runners {
             let weight = if r == 0 { n_items as u64 } else { 0 };
             let task = Task::Runner(Runner(Arc::clone(&work)));
-            if let Err(e) = enqueue(py, core, &self.ext, task, weight) {
+            if let Err(e) = enqueue(py, core, &self.shared.ext, task, weight) {
                 // Runners that were never queued must still be accounted for.
                 for _ in r..runners {
                     work.runner_exit();
@@ -363,7 +419,7 @@ impl MapIterator {
             items,
             star: self.star,
         };
-        enqueue(py, &core, &self.ext, Task::Chunk(job), n as u64)?;
+        enqueue(py, &core, &self.shared.ext, Task::Chunk(job), n as u64)?;
         self.submitted_items += n;
         self.submitted_chunks += 1;
         Ok(true)
@@ -385,56 +441,54 @@ impl MapIterator {
         Ok(())
     }
 
-    fn accept(&mut self, msg: Msg) {
-        match msg {
-            Msg::RunnersDone => self.runners_done = true,
-            Msg::Items(items) => {
-                for (i, o) in items {
-                    let Some(pos) = i.checked_sub(self.next_item) else {
-                        continue;
-                    };
-                    if self.ready.len() <= pos {
-                        self.ready.resize_with(pos + 1, || None);
-                    }
-                    self.ready[pos] = Some(o);
-                }
+    /// Takes every published outcome; returns whether the last eager runner had stopped.
+    fn take_inbox(&mut self) -> bool {
+        let mut got = std::mem::take(&mut self.spare);
+        let runners_done = {
+            let mut g = self.shared.inbox.lock();
+            std::mem::swap(&mut g.items, &mut got);
+            g.runners_done
+        };
+        for (i, o) in got.drain(..) {
+            let Some(pos) = i.checked_sub(self.next_item) else {
+                continue;
+            };
+            if self.ready.len() <= pos {
+                self.ready.resize_with(pos + 1, || None);
             }
+            self.ready[pos] = Some(o);
         }
+        self.spare = got;
+        runners_done
     }
 
-    /// Receives until the next item's outcome is in; detached, in slices, honouring the deadline.
+    /// Waits until the next item's outcome is in; detached, in slices, honouring the deadline.
     fn wait_next(&mut self, py: Python<'_>) -> PyResult<Outcome> {
         loop {
             if let Some(Some(_)) = self.ready.front() {
                 self.next_item += 1;
                 return Ok(self.ready.pop_front().flatten().expect("checked"));
             }
-            if let Ok(m) = self.rx.try_recv() {
-                self.accept(m);
+            let runners_done = self.take_inbox();
+            if let Some(Some(_)) = self.ready.front() {
                 continue;
             }
-            if self.runners_done {
+            if runners_done {
                 // Every runner stopped before reaching this item.
-                return Err(match self.ext.broken() {
-                    Some(msg) => errors::broken_thread_pool(py, &msg),
-                    None => errors::cancelled_error(py),
-                });
+                return Ok(Outcome::Cancelled);
             }
             let Some(slice) = runtime::next_slice(self.deadline) else {
                 return Err(errors::timeout_error(py));
             };
-            let (rx, shared) = (&self.rx, &self.shared);
-            let got = py.detach(|| {
-                shared.waiting.store(true, Ordering::Relaxed);
-                let r = rx.recv_timeout(slice);
-                shared.waiting.store(false, Ordering::Relaxed);
-                r
+            let shared = &self.shared;
+            py.detach(|| {
+                let mut g = shared.inbox.lock();
+                if g.items.is_empty() && !g.runners_done {
+                    g.waiting = true;
+                    shared.wake.wait_for(&mut g, slice);
+                    g.waiting = false;
+                }
             });
-            match got {
-                Ok(m) => self.accept(m),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => unreachable!("the iterator holds a sender"),
-            }
             py.check_signals()?;
         }
     }
@@ -447,7 +501,7 @@ impl MapIterator {
         match self.wait_next(py)? {
             Outcome::Value(v) => Ok(Some(v)),
             Outcome::Error(e) => Err(e),
-            Outcome::Cancelled => Err(match self.ext.broken() {
+            Outcome::Cancelled => Err(match self.shared.ext.broken() {
                 Some(msg) => errors::broken_thread_pool(py, &msg),
                 None => errors::cancelled_error(py),
             }),
@@ -461,6 +515,7 @@ impl MapIterator {
         }
         self.source = None;
         self.ready.clear();
+        drop(self.shared.close());
     }
 }
 
@@ -508,5 +563,6 @@ impl Drop for MapIterator {
         if self.started {
             self.shared.cancelled.store(true, Ordering::Relaxed);
         }
+        drop(self.shared.close());
     }
 }

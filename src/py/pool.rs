@@ -52,6 +52,11 @@ pub struct Ext {
 }
 
 impl Ext {
+    /// Pending work is being cancelled: map runners stop claiming items.
+    pub fn discarding(&self) -> bool {
+        self.discard.load(Ordering::Acquire)
+    }
+
     pub fn broken(&self) -> Option<String> {
         if !self.is_broken.load(Ordering::Acquire) {
             return None;
