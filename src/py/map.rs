@@ -128,7 +128,7 @@ fn call_items<'py>(
     }
     let mut ran = 0;
     while let Some(item) = items.next() {
-        if shared.stopped() {
+        if shared.stopped() || !shared.ext.pace(func.py()) {
             break;
         }
         let r = if star {

@@ -5,6 +5,7 @@
 //! attached: a full bounded queue is waited on detached, in slices, so Ctrl-C gets through.
 
 use crate::core::pool::{Counters, Next, Pool, Rejected, Worker};
+use crate::py::ratelimit::TokenBucket;
 use crate::py::errors;
 use crate::py::future;
 use crate::py::map::{self, ChunkJob, MapIterator, Runner};
@@ -49,9 +50,33 @@ pub struct Ext {
     /// blocked on a full queue and got in after the purge must purge again.
     discard: AtomicBool,
     core: OnceLock<Weak<CorePool>>,
+    /// rate_limit: every call (and every map item) first takes a token.
+    rate: Option<Py<TokenBucket>>,
 }
 
 impl Ext {
+    /// Waits (GIL released) for the rate limit's next token. False when the pool started
+    /// discarding its pending work meanwhile: the caller cancels instead of running.
+    pub fn pace(&self, py: Python<'_>) -> bool {
+        let Some(bucket) = &self.rate else {
+            return true;
+        };
+        loop {
+            if self.discarding() {
+                return false;
+            }
+            // Short waits, so shutdown(cancel_futures=True) and exit are not held up.
+            match bucket.get().take(py, 1, Some(PACE_SLICE)) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => {
+                    errors::log_exception(py, "chanpool: rate limit wait failed", e);
+                    return !self.discarding();
+                }
+            }
+        }
+    }
+
     /// Pending work is being cancelled: map runners stop claiming items.
     pub fn discarding(&self) -> bool {
         self.discard.load(Ordering::Acquire)
@@ -127,8 +152,18 @@ fn fail_task(py: Python<'_>, counters: &Counters, task: Task, make: impl Fn() ->
     }
 }
 
-fn run_call(py: Python<'_>, w: &Worker<Task>, counters: &Counters, job: CallJob) {
+fn run_call(py: Python<'_>, ext: &Ext, w: &Worker<Task>, counters: &Counters, job: CallJob) {
     let fut = job.fut.bind(py);
+    if ext.rate.is_some() {
+        // No token is spent on a future cancelled while it was queued.
+        let cancelled = fut
+            .call_method0("cancelled")
+            .and_then(|c| c.is_truthy())
+            .unwrap_or(false);
+        if !cancelled && !ext.pace(py) {
+            let _ = future::cancel(fut);
+        }
+    }
     match future::start(fut) {
         Ok(true) => {}
         Ok(false) => {
@@ -191,7 +226,7 @@ fn worker_main(ext: Arc<Ext>, w: Worker<Task>) {
                 Next::Closed => break,
             };
             match task {
-                Task::Call(job) => run_call(py, &w, counters, job),
+                Task::Call(job) => run_call(py, &ext, &w, counters, job),
                 Task::Chunk(c) => map::run_chunk(py, counters, c),
                 Task::Runner(r) => map::run_runner(py, counters, r),
             }
@@ -301,10 +336,38 @@ impl WorkerPool {
     }
 }
 
+/// How long a rate-limited worker waits for a token before looking at the pool's state again.
+const PACE_SLICE: f64 = 0.05;
+
+/// `rate_limit=`: a TokenBucket (shareable between pools), or calls per second (a bucket with
+/// burst 1, so calls are spread evenly).
+pub fn rate_limit_of(
+    py: Python<'_>,
+    limit: Option<Bound<'_, PyAny>>,
+) -> PyResult<Option<Py<TokenBucket>>> {
+    let Some(limit) = limit.filter(|l| !l.is_none()) else {
+        return Ok(None);
+    };
+    if let Ok(b) = limit.cast::<TokenBucket>() {
+        return Ok(Some(b.clone().unbind()));
+    }
+    if limit.is_instance_of::<pyo3::types::PyBool>()
+        || !(limit.is_instance_of::<pyo3::types::PyInt>()
+            || limit.is_instance_of::<pyo3::types::PyFloat>())
+    {
+        return Err(PyTypeError::new_err(format!(
+            "rate_limit must be a TokenBucket or a number of calls per second, got {}",
+            limit.get_type().name()?
+        )));
+    }
+    let bucket = py.get_type::<TokenBucket>().call1((limit, 1))?;
+    Ok(Some(bucket.cast_into::<TokenBucket>()?.unbind()))
+}
+
 #[pymethods]
 impl WorkerPool {
     #[new]
-    #[pyo3(signature = (max_workers=None, *, queue_size=0, thread_name_prefix="", initializer=None, initargs=None))]
+    #[pyo3(signature = (max_workers=None, *, queue_size=0, thread_name_prefix="", initializer=None, initargs=None, rate_limit=None))]
     fn new(
         py: Python<'_>,
         max_workers: Option<isize>,
@@ -312,7 +375,9 @@ impl WorkerPool {
         thread_name_prefix: &str,
         initializer: Option<Bound<'_, PyAny>>,
         initargs: Option<Bound<'_, PyAny>>,
+        rate_limit: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let rate = rate_limit_of(py, rate_limit)?;
         let max_workers = match max_workers {
             None => default_workers(),
             Some(n) if n <= 0 => {
@@ -349,6 +414,7 @@ impl WorkerPool {
             discard: AtomicBool::new(false),
             broken: Mutex::new(None),
             core: OnceLock::new(),
+            rate,
         });
         let body_ext = Arc::clone(&ext);
         let prefix = if thread_name_prefix.is_empty() {

@@ -28,7 +28,7 @@ impl TokenBucket {
         &self.core
     }
 
-    fn take(&self, py: Python<'_>, n: u64, timeout: Option<f64>) -> PyResult<bool> {
+    pub(crate) fn take(&self, py: Python<'_>, n: u64, timeout: Option<f64>) -> PyResult<bool> {
         let core = self.core();
         core.check(n)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
