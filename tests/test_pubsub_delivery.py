@@ -162,6 +162,20 @@ def test_workers_gt_1_burst_of_messages_runs_concurrently(make_bus, workers):
     assert (h.met, h.broken) == (workers, 0), f"max concurrent deliveries: {h.max_inflight}"
 
 
+def test_handlers_blocked_on_many_subscriptions_do_not_hold_back_the_others(make_bus):
+    """Handlers that block (releasing the GIL) on more subscriptions than the bus starts
+    threads for eagerly: each still gets a thread, so all of them meet at the barrier."""
+    bus = make_bus()
+    parties = 6
+    h = Meeting(parties)
+    for i in range(parties):
+        bus.subscribe(f"m.{i}", h)
+    for i in range(parties):
+        bus.publish(f"m.{i}", i)
+    h.wait(lambda s: s.met + s.broken == parties)
+    assert (h.met, h.broken) == (parties, 0), f"max concurrent deliveries: {h.max_inflight}"
+
+
 def test_workers_gt_1_delivers_everything_exactly_once(make_bus):
     bus = make_bus()
     r = Recorder()

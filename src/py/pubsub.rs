@@ -8,7 +8,7 @@ use crate::core::mailbox::{Overflow, Push};
 use crate::core::pool::{Next, Pool, Worker};
 use crate::core::topic;
 use crate::py::errors;
-use crate::py::runtime::{self, Stoppable, SLICE};
+use crate::py::runtime::{self, SLICE};
 use parking_lot::RwLock;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
@@ -291,20 +291,113 @@ impl BusInner {
     }
 }
 
-impl Stoppable for BusInner {
-    fn stop_for_exit(&self, py: Python<'_>) {
-        let _ = self.shutdown(py, false, None);
-    }
-}
+/// Interpreter exit: no dispatch thread may touch Python once finalization starts (it would
+/// crash the process). One process-wide stopper, rather than one per bus, so that nothing
+/// depends on the order of atexit work or on a bus still being reachable: a bus dropped
+/// without close() leaves its dispatch threads delivering until its queues are empty.
+mod exit {
+    use super::{BusInner, Dispatch};
+    use crate::py::runtime::{self, Stoppable};
+    use parking_lot::Mutex;
+    use pyo3::prelude::*;
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::sync::{Arc, OnceLock, Weak};
+    use std::time::Duration;
 
-/// Registered on its own because a bus dropped without close() leaves its dispatch threads
-/// running (they hold the pool) until its queues are empty: they must stop before the
-/// interpreter finalizes too.
-impl Stoppable for Dispatch {
-    fn stop_for_exit(&self, py: Python<'_>) {
-        self.close();
-        drop(self.drain());
-        while !py.detach(|| self.join(Some(SLICE))) {}
+    /// Dispatch threads that may still touch Python: process generation in the high half (a
+    /// forked child inherits the count but none of the threads), count in the low half.
+    static LIVE: AtomicU64 = AtomicU64::new(0);
+    /// A bus and its pool (which outlives a bus dropped without close), with the generation
+    /// that made them.
+    type Tracked = (u64, Weak<BusInner>, Weak<Dispatch>);
+    static TRACKED: Mutex<Vec<Tracked>> = Mutex::new(Vec::new());
+    static STOPPER: OnceLock<Arc<dyn Stoppable>> = OnceLock::new();
+    /// Generation (plus one) the stopper was last registered in.
+    static REGISTERED: AtomicU64 = AtomicU64::new(0);
+
+    fn tag(gen: u64) -> u64 {
+        gen & 0xffff_ffff
+    }
+
+    fn live_add(gen: u64, delta: i64) {
+        let _ = LIVE.fetch_update(SeqCst, SeqCst, |v| {
+            let n = if v >> 32 == tag(gen) {
+                v & 0xffff_ffff
+            } else {
+                0
+            };
+            Some((tag(gen) << 32) | (n as i64 + delta).max(0) as u64)
+        });
+    }
+
+    fn live(gen: u64) -> u64 {
+        let v = LIVE.load(SeqCst);
+        if v >> 32 == tag(gen) {
+            v & 0xffff_ffff
+        } else {
+            0
+        }
+    }
+
+    /// Held by a dispatch thread from its start until it no longer touches Python.
+    pub struct Live(u64);
+
+    impl Live {
+        /// None when the interpreter is exiting: the thread must not touch Python at all.
+        pub fn enter() -> Option<Live> {
+            let gen = runtime::generation();
+            // Counted before looking at the flag: either the stopper waits for this thread,
+            // or this thread sees the flag.
+            live_add(gen, 1);
+            let me = Live(gen);
+            (!runtime::exiting()).then_some(me)
+        }
+    }
+
+    impl Drop for Live {
+        fn drop(&mut self) {
+            live_add(self.0, -1);
+        }
+    }
+
+    pub fn track(bus: &Arc<BusInner>) {
+        let gen = runtime::generation();
+        {
+            let mut t = TRACKED.lock();
+            t.retain(|(g, b, p)| *g == gen && (b.strong_count() > 0 || p.strong_count() > 0));
+            t.push((gen, Arc::downgrade(bus), Arc::downgrade(&bus.dispatch)));
+        }
+        if REGISTERED.swap(gen + 1, SeqCst) != gen + 1 {
+            runtime::register(STOPPER.get_or_init(|| Arc::new(Stopper)));
+        }
+    }
+
+    struct Stopper;
+
+    impl Stoppable for Stopper {
+        fn stop_for_exit(&self, py: Python<'_>) {
+            let gen = runtime::generation();
+            let tracked: Vec<_> = TRACKED
+                .lock()
+                .iter()
+                .filter(|(g, _, _)| *g == gen)
+                .map(|(_, b, p)| (b.upgrade(), p.upgrade()))
+                .collect();
+            for (bus, pool) in &tracked {
+                if let Some(bus) = bus {
+                    // Releases blocked publishers and readers, then joins the handlers.
+                    let _ = bus.shutdown(py, false, None);
+                } else if let Some(pool) = pool {
+                    // A bus dropped without close(): its runs stop at the next message.
+                    pool.close();
+                    drop(pool.drain());
+                }
+            }
+            drop(tracked);
+            while live(gen) > 0 {
+                py.detach(|| std::thread::sleep(Duration::from_millis(1)));
+            }
+        }
     }
 }
 
@@ -332,9 +425,9 @@ fn now() -> f64 {
 }
 
 fn dispatch_main(w: Worker<Arc<Sub>>) {
-    if runtime::exiting() {
+    let Some(_live) = exit::Live::enter() else {
         return;
-    }
+    };
     IN_DISPATCH.with(|c| c.set(true));
     Python::attach(|py| loop {
         let sub = match w.try_next() {
@@ -465,7 +558,6 @@ impl PubSub {
         };
         let dispatch = Pool::new(max_workers, 0, "chanpool-pubsub".into(), dispatch_main);
         dispatch.set_lazy(EAGER, starve_after(py));
-        let pool: Arc<dyn Stoppable> = dispatch.clone();
         let inner = Arc::new(BusInner {
             broker: Broker::new(),
             dispatch,
@@ -475,9 +567,7 @@ impl PubSub {
             totals: Arc::default(),
             closed: AtomicBool::new(false),
         });
-        let stoppable: Arc<dyn Stoppable> = inner.clone();
-        runtime::register(&stoppable);
-        runtime::register(&pool);
+        exit::track(&inner);
         log::debug!(target: "chanpool", "PubSub started: max_workers={max_workers}");
         Ok(PubSub {
             inner,
