@@ -7,22 +7,22 @@ import queue
 import threading
 import time
 
+import chanpool
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import chanpool
-from test_pubsub_support import (  # noqa: F401 - fixtures
+from test_pubsub_support import (
     BUS_STATS_KEYS,
     SUB_STATS_KEYS,
     WATCHDOG,
     Recorder,
-    gates,
-    make_bus,
     matches,
     wait_until,
     watchdog,
 )
+
+# The fixtures (make_bus, gates) live there too.
+pytest_plugins = ["test_pubsub_support"]
 
 # ------------------------------------------------------------------------------------ surface
 
@@ -296,7 +296,9 @@ def patterns(draw):
     return ".".join(toks)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     pats=st.lists(patterns(), min_size=1, max_size=6),
     topics=st.lists(st.lists(TOKENS, min_size=1, max_size=4).map(".".join), max_size=12),
@@ -491,7 +493,7 @@ def test_blocked_get_wakes_with_closed_on_unsubscribe_and_close(make_bus):
         def reader(sub=sub, box=box):
             try:
                 sub.get()
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:
                 box["e"] = e
 
         t = threading.Thread(target=reader)

@@ -8,20 +8,20 @@ import queue
 import threading
 from collections import Counter
 
+import chanpool
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import chanpool
-from test_pubsub_support import (  # noqa: F401 - fixtures
+from test_pubsub_support import (
     WATCHDOG,
     Recorder,
     blocked_in,
-    gates,
-    make_bus,
     wait_until,
     watchdog,
 )
+
+# The fixtures (make_bus, gates) live there too.
+pytest_plugins = ["test_pubsub_support"]
 
 
 def start_threads(targets):
@@ -55,17 +55,18 @@ def test_per_subscriber_order_with_concurrent_publishers(make_bus):
         start = threading.Barrier(publishers + 1)
         counts = []
 
+        # The closures below run and finish within this round: B023 does not apply.
         def pub(k):
-            start.wait(WATCHDOG)
+            start.wait(WATCHDOG)  # noqa: B023
             n = 0
             for i in range(per_pub):
-                n += bus.publish(f"ord.p{k}", (k, i))
-            counts.append(n)
+                n += bus.publish(f"ord.p{k}", (k, i))  # noqa: B023
+            counts.append(n)  # noqa: B023
 
         def reader():
-            start.wait(WATCHDOG)
-            for m in pull:
-                pulled.append(m.data)
+            start.wait(WATCHDOG)  # noqa: B023
+            for m in pull:  # noqa: B023
+                pulled.append(m.data)  # noqa: B023
 
         threads = start_threads([lambda k=k: pub(k) for k in range(publishers)])
         rt = start_threads([reader])
@@ -161,6 +162,20 @@ def test_workers_gt_1_burst_of_messages_runs_concurrently(make_bus, workers):
     assert (h.met, h.broken) == (workers, 0), f"max concurrent deliveries: {h.max_inflight}"
 
 
+def test_handlers_blocked_on_many_subscriptions_do_not_hold_back_the_others(make_bus):
+    """Handlers that block (releasing the GIL) on more subscriptions than the bus starts
+    threads for eagerly: each still gets a thread, so all of them meet at the barrier."""
+    bus = make_bus()
+    parties = 6
+    h = Meeting(parties)
+    for i in range(parties):
+        bus.subscribe(f"m.{i}", h)
+    for i in range(parties):
+        bus.publish(f"m.{i}", i)
+    h.wait(lambda s: s.met + s.broken == parties)
+    assert (h.met, h.broken) == (parties, 0), f"max concurrent deliveries: {h.max_inflight}"
+
+
 def test_workers_gt_1_delivers_everything_exactly_once(make_bus):
     bus = make_bus()
     r = Recorder()
@@ -217,7 +232,10 @@ def test_group_exactly_once_under_concurrent_publishers(make_bus):
         plain = Recorder()
         bus.subscribe("q.*", plain)
         threads = start_threads(
-            [lambda k=k: [bus.publish(f"q.{k}", (k, i)) for i in range(250)] for k in range(4)]
+            [
+                lambda k=k, bus=bus: [bus.publish(f"q.{k}", (k, i)) for i in range(250)]
+                for k in range(4)
+            ]
         )
         join_all(threads)
         assert watchdog(bus.close) is True
@@ -458,7 +476,9 @@ def test_on_error_receives_exception_and_message(make_bus, caplog):
     assert all(isinstance(m, chanpool.Message) and m.topic == "oe" for _, m in seen)
     assert sub.stats()["errors"] == 5
     assert flaky.ok.data == [1, 3, 5, 7, 9]
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "on_error replaces logging"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], (
+        "on_error replaces logging"
+    )
     assert list(dead) == [], "on_error replaces dead letters"
 
 
@@ -785,7 +805,7 @@ def test_close_releases_a_publisher_blocked_on_a_full_queue(make_bus, gates):
     def publisher():
         try:
             box["r"] = bus.publish("b", 2)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             box["e"] = e
 
     t = threading.Thread(target=publisher, daemon=True)
@@ -903,7 +923,9 @@ def test_pull_concurrent_consumers_lose_and_duplicate_nothing(
         join_all(cons, "consumers")
         flat = [x for g in got for x in g]
         assert len(flat) == total
-        assert Counter(flat) == Counter((k, i) for k in range(producers) for i in range(per_producer))
+        assert Counter(flat) == Counter(
+            (k, i) for k in range(producers) for i in range(per_producer)
+        )
         for g in got:  # the queue is FIFO: each consumer sees each producer's items in order
             for k in range(producers):
                 mine = [i for (p, i) in g if p == k]

@@ -7,9 +7,8 @@ import gc
 import threading
 import weakref
 
-import pytest
-
 import chanpool
+import pytest
 from test_pubsub_support import (
     WATCHDOG,
     Recorder,
@@ -101,9 +100,12 @@ def test_interpreter_exit_with_live_subscribers_never_crashes_or_hangs():
 def test_exit_right_after_creating_and_using_a_bus():
     res = run_py(
         """
+        import functools, sys
         import chanpool
         bus = chanpool.PubSub()
-        bus.subscribe("x", print)
+        # stderr: the delivery is asynchronous and may come after print("ok") (which must be
+        # the last line on stdout).
+        bus.subscribe("x", functools.partial(print, file=sys.stderr))
         bus.publish("x", "hello")
         print("ok")
         """
@@ -175,7 +177,8 @@ print("close:", bus.close())
 
 
 def test_fork_child_refuses_parent_bus_and_parent_keeps_working():
-    res = run_py(FORK_SCRIPT)
+    # The child exits through the interpreter: see run_py about faulthandler and fork.
+    res = run_py(FORK_SCRIPT, dump_on_hang=False)
     assert_clean_exit(res)
     lines = dict(line.split(": ", 1) for line in res.stdout.strip().splitlines())
     assert lines["child_status"] == "0", res.stdout + res.stderr
@@ -349,8 +352,8 @@ def test_handler_cycle_through_the_bus_is_collected(keep_sub, pull_too, publish)
         owner.bus.publish("x", i)
     owner.got.wait_count(publish)
     # Wait until the dispatch thread let go of the handler (the run has ended).
-    wait_until(lambda: owner.bus.stats()["pending"] == (publish if pull_too else 0))
-    wait_until(lambda: owner.bus.stats()["delivered"] == publish)
+    wait_until(lambda o=owner: o.bus.stats()["pending"] == (publish if pull_too else 0))
+    wait_until(lambda o=owner: o.bus.stats()["delivered"] == publish)
     ref = weakref.ref(owner)
     got = owner.got
     del owner

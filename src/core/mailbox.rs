@@ -178,19 +178,34 @@ impl<M> Mailbox<M> {
         }
     }
 
-    /// For a scheduled consumer run: up to `max` messages. An empty result means the run must
-    /// end (it has been unregistered, so the next push schedules a new one).
-    pub fn take(&self, max: usize, out: &mut Vec<M>) {
+    /// For a scheduled consumer run: the next message. One at a time, so that what a run has
+    /// not started yet stays queued: `pending` counts it, and unsubscribe or close can still
+    /// discard it. None means the run must end (it has been unregistered, so the next push
+    /// schedules a new one).
+    pub fn pop_run(&self) -> Option<M> {
         let mut g = self.inner.lock();
-        let n = g.queue.len().min(max);
-        out.extend(g.queue.drain(..n));
-        if n == 0 {
-            g.active -= 1;
-            if g.active == 0 {
-                self.idle.notify_all();
+        match g.queue.pop_front() {
+            Some(m) => {
+                self.not_full.notify_one();
+                Some(m)
             }
-        } else {
-            self.not_full.notify_all();
+            None => {
+                Self::run_ended(&self.idle, &mut g);
+                None
+            }
+        }
+    }
+
+    /// For a run that stops early (interpreter exit) with messages left.
+    pub fn end_run(&self) {
+        let mut g = self.inner.lock();
+        Self::run_ended(&self.idle, &mut g);
+    }
+
+    fn run_ended(idle: &Condvar, g: &mut Inner<M>) {
+        g.active -= 1;
+        if g.active == 0 {
+            idle.notify_all();
         }
     }
 
@@ -216,13 +231,20 @@ impl<M> Mailbox<M> {
         }
     }
 
-    pub fn try_pop(&self) -> Option<M> {
+    /// For pull mailboxes, without waiting: Err(true) when closed and empty, Err(false) when
+    /// merely empty.
+    pub fn try_pop(&self) -> Result<M, bool> {
         let mut g = self.inner.lock();
-        let m = g.queue.pop_front();
-        if m.is_some() {
-            self.not_full.notify_one();
+        match g.queue.pop_front() {
+            Some(m) => {
+                self.not_full.notify_one();
+                if g.queue.is_empty() {
+                    self.idle.notify_all();
+                }
+                Ok(m)
+            }
+            None => Err(g.closed),
         }
-        m
     }
 
     /// Stops accepting messages and wakes every waiter. Queued messages stay for draining.
@@ -278,9 +300,10 @@ mod tests {
         assert!(matches!(m.push(1), Push::Queued { schedule: true }));
         assert!(matches!(m.push(2), Push::Queued { schedule: false }));
         assert!(matches!(m.push(3), Push::Replaced { dropped: 1, .. }));
-        let mut out = Vec::new();
-        m.take(10, &mut out);
-        assert_eq!(out, vec![2, 3]);
+        assert_eq!(
+            (m.pop_run(), m.pop_run(), m.pop_run()),
+            (Some(2), Some(3), None)
+        );
         assert_eq!(m.dropped.load(Ordering::Relaxed), 1);
 
         let m = Mailbox::new(1, Overflow::DropNewest, 1);
@@ -313,14 +336,8 @@ mod tests {
                     // Each schedule token is one run; runs are sequential here by construction,
                     // and the mailbox must never ask for a second run while one is active.
                     while sched_rx.recv().is_ok() {
-                        let mut buf = Vec::new();
-                        loop {
-                            buf.clear();
-                            m.take(3, &mut buf);
-                            if buf.is_empty() {
-                                break;
-                            }
-                            seen.lock().extend(buf.iter().copied());
+                        while let Some(x) = m.pop_run() {
+                            seen.lock().push(x);
                         }
                     }
                 })
@@ -392,5 +409,27 @@ mod tests {
         }
         m.close();
         assert_eq!(h.join().unwrap(), (0..100).collect::<Vec<_>>());
+        // Ended and empty says so even without waiting.
+        assert!(matches!(m.try_pop(), Err(true)));
+        let open = Mailbox::<u8>::new(1, Overflow::Block, 0);
+        assert!(matches!(open.try_pop(), Err(false)));
+    }
+
+    #[test]
+    fn a_run_takes_one_message_at_a_time_and_ends_when_empty() {
+        let m = Mailbox::new(4, Overflow::Block, 2);
+        assert!(matches!(m.push(1), Push::Queued { schedule: true }));
+        assert!(matches!(m.push(2), Push::Queued { schedule: true }));
+        assert!(matches!(m.push(3), Push::Queued { schedule: false }));
+        assert_eq!(m.pop_run(), Some(1));
+        assert_eq!(m.pending(), 2, "what a run has not started stays queued");
+        assert_eq!(m.clear(), vec![2, 3]);
+        assert_eq!(m.pop_run(), None);
+        assert!(
+            !m.wait_idle(Duration::from_millis(1)),
+            "one run still registered"
+        );
+        m.end_run();
+        assert!(m.wait_idle(Duration::from_millis(1)));
     }
 }

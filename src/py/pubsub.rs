@@ -8,7 +8,7 @@ use crate::core::mailbox::{Overflow, Push};
 use crate::core::pool::{Next, Pool, Worker};
 use crate::core::topic;
 use crate::py::errors;
-use crate::py::runtime::{self, Stoppable, SLICE};
+use crate::py::runtime::{self, SLICE};
 use parking_lot::RwLock;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
@@ -18,11 +18,16 @@ use pyo3::PyTraverseError;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Messages a dispatch run delivers before it lets other subscriptions have the thread.
 const TURN: usize = 256;
-const BATCH: usize = 64;
+/// Dispatch threads started as soon as work finds none idle. Handlers mostly need the GIL, so
+/// more runnable threads only take turns at it (and each turn costs); more start when queued
+/// subscriptions starve because the running handlers block.
+const EAGER: usize = 2;
+/// Starving means no dispatch thread took work for this long (at least: see starve_after).
+const MIN_STARVE: Duration = Duration::from_millis(20);
 
 thread_local! {
     /// True on dispatch threads: a publish from a handler must never wait for room.
@@ -69,6 +74,38 @@ struct Handlers {
 pub struct Extra {
     handlers: RwLock<Handlers>,
     bus: Weak<BusInner>,
+    totals: Arc<Totals>,
+}
+
+/// The bus's running totals: kept apart from the subscriptions so that they survive
+/// unsubscribe() and close().
+#[derive(Default)]
+pub struct Totals {
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Sub {
+    fn count_delivered(&self) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.extra.totals.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// For drops the mailbox counted itself (overflow policies).
+    fn count_bus_dropped(&self, n: u64) {
+        self.extra.totals.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn count_dropped(&self, n: u64) {
+        self.mailbox.dropped.fetch_add(n, Ordering::Relaxed);
+        self.count_bus_dropped(n);
+    }
+
+    fn count_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.extra.totals.errors.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 type Sub = CoreSub<Py<Message>, Extra>;
@@ -80,6 +117,7 @@ pub struct BusInner {
     seq: AtomicU64,
     published: AtomicU64,
     discarded: AtomicU64,
+    totals: Arc<Totals>,
     closed: AtomicBool,
 }
 
@@ -97,7 +135,7 @@ impl BusInner {
         if let Push::Full(m) = r {
             r = match mb.overflow() {
                 Overflow::Error => {
-                    mb.dropped.fetch_add(1, Ordering::Relaxed);
+                    sub.count_dropped(1);
                     return Err(errors::queue_full(
                         py,
                         &format!(
@@ -134,13 +172,19 @@ impl BusInner {
                 true
             }
             Push::Replaced { schedule, dropped } => {
-                drop(dropped);
+                sub.count_bus_dropped(1);
                 if schedule {
                     self.schedule(sub);
                 }
+                drop(dropped);
                 true
             }
-            Push::Dropped(_) | Push::Closed(_) | Push::Full(_) => false,
+            Push::Dropped(m) => {
+                sub.count_bus_dropped(1);
+                drop(m);
+                false
+            }
+            Push::Closed(_) | Push::Full(_) => false,
         })
     }
 
@@ -180,14 +224,13 @@ impl BusInner {
         Ok(n)
     }
 
-    /// Ends a subscription: no more routing, queued messages discarded (and counted).
+    /// Ends a subscription: no more routing, queued messages discarded (and counted). A run
+    /// delivering to it finds nothing more to take, so only the call in progress completes.
     fn end(&self, sub: &Sub) {
         self.broker.unsubscribe(sub);
         sub.mailbox.close();
         let left = sub.mailbox.clear();
-        sub.mailbox
-            .dropped
-            .fetch_add(left.len() as u64, Ordering::Relaxed);
+        sub.count_dropped(left.len() as u64);
         drop(left);
     }
 
@@ -217,33 +260,162 @@ impl BusInner {
                 }
             }
         }
+        // Close every mailbox before anything can run Python (dropping messages can): no
+        // handler call starts after this point.
         for sub in &subs {
             self.broker.unsubscribe(sub);
             sub.mailbox.close();
+        }
+        let mut left = Vec::new();
+        for sub in &subs {
             let pull = sub.extra.handlers.read().handler.is_none();
             if !(drain && pull) {
-                let left = sub.mailbox.clear();
-                self.discarded
-                    .fetch_add(left.len() as u64, Ordering::Relaxed);
-                drop(left);
+                let l = sub.mailbox.clear();
+                self.discarded.fetch_add(l.len() as u64, Ordering::Relaxed);
+                left.push(l);
             }
         }
         self.dispatch.close();
-        while !py.detach(|| self.dispatch.join(Some(SLICE))) {
+        drop(left);
+        // Handler calls in progress finish; a deadline bounds the wait for them too.
+        loop {
+            let Some(slice) = runtime::next_slice(deadline) else {
+                return Ok(false);
+            };
+            if py.detach(|| self.dispatch.join(Some(slice))) {
+                break;
+            }
             py.check_signals()?;
         }
         Ok(complete)
     }
 }
 
-impl Stoppable for BusInner {
-    fn stop_for_exit(&self, py: Python<'_>) {
-        let _ = self.shutdown(py, false, None);
+/// Interpreter exit: no dispatch thread may touch Python once finalization starts (it would
+/// crash the process). One process-wide stopper, rather than one per bus, so that nothing
+/// depends on the order of atexit work or on a bus still being reachable: a bus dropped
+/// without close() leaves its dispatch threads delivering until its queues are empty.
+mod exit {
+    use super::{BusInner, Dispatch};
+    use crate::py::runtime::{self, Stoppable};
+    use parking_lot::Mutex;
+    use pyo3::prelude::*;
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::sync::{Arc, OnceLock, Weak};
+    use std::time::Duration;
+
+    /// Dispatch threads that may still touch Python: process generation in the high half (a
+    /// forked child inherits the count but none of the threads), count in the low half.
+    static LIVE: AtomicU64 = AtomicU64::new(0);
+    /// A bus and its pool (which outlives a bus dropped without close), with the generation
+    /// that made them.
+    type Tracked = (u64, Weak<BusInner>, Weak<Dispatch>);
+    static TRACKED: Mutex<Vec<Tracked>> = Mutex::new(Vec::new());
+    static STOPPER: OnceLock<Arc<dyn Stoppable>> = OnceLock::new();
+    /// Generation (plus one) the stopper was last registered in.
+    static REGISTERED: AtomicU64 = AtomicU64::new(0);
+
+    fn tag(gen: u64) -> u64 {
+        gen & 0xffff_ffff
+    }
+
+    fn live_add(gen: u64, delta: i64) {
+        let _ = LIVE.fetch_update(SeqCst, SeqCst, |v| {
+            let n = if v >> 32 == tag(gen) {
+                v & 0xffff_ffff
+            } else {
+                0
+            };
+            Some((tag(gen) << 32) | (n as i64 + delta).max(0) as u64)
+        });
+    }
+
+    fn live(gen: u64) -> u64 {
+        let v = LIVE.load(SeqCst);
+        if v >> 32 == tag(gen) {
+            v & 0xffff_ffff
+        } else {
+            0
+        }
+    }
+
+    /// Held by a dispatch thread from its start until it no longer touches Python.
+    pub struct Live(u64);
+
+    impl Live {
+        /// None when the interpreter is exiting: the thread must not touch Python at all.
+        pub fn enter() -> Option<Live> {
+            let gen = runtime::generation();
+            // Counted before looking at the flag: either the stopper waits for this thread,
+            // or this thread sees the flag.
+            live_add(gen, 1);
+            let me = Live(gen);
+            (!runtime::exiting()).then_some(me)
+        }
+    }
+
+    impl Drop for Live {
+        fn drop(&mut self) {
+            live_add(self.0, -1);
+        }
+    }
+
+    pub fn track(bus: &Arc<BusInner>) {
+        let gen = runtime::generation();
+        {
+            let mut t = TRACKED.lock();
+            t.retain(|(g, b, p)| *g == gen && (b.strong_count() > 0 || p.strong_count() > 0));
+            t.push((gen, Arc::downgrade(bus), Arc::downgrade(&bus.dispatch)));
+        }
+        if REGISTERED.swap(gen + 1, SeqCst) != gen + 1 {
+            runtime::register(STOPPER.get_or_init(|| Arc::new(Stopper)));
+        }
+    }
+
+    struct Stopper;
+
+    impl Stoppable for Stopper {
+        fn stop_for_exit(&self, py: Python<'_>) {
+            let gen = runtime::generation();
+            let tracked: Vec<_> = TRACKED
+                .lock()
+                .iter()
+                .filter(|(g, _, _)| *g == gen)
+                .map(|(_, b, p)| (b.upgrade(), p.upgrade()))
+                .collect();
+            for (bus, pool) in &tracked {
+                if let Some(bus) = bus {
+                    // Releases blocked publishers and readers, then joins the handlers.
+                    let _ = bus.shutdown(py, false, None);
+                } else if let Some(pool) = pool {
+                    // A bus dropped without close(): its runs stop at the next message.
+                    pool.close();
+                    drop(pool.drain());
+                }
+            }
+            drop(tracked);
+            while live(gen) > 0 {
+                py.detach(|| std::thread::sleep(Duration::from_millis(1)));
+            }
+        }
     }
 }
 
 fn closed_error() -> PyErr {
     PyRuntimeError::new_err("this PubSub is closed")
+}
+
+/// Longer than the GIL's hand-over (sys.getswitchinterval()), so that dispatch threads merely
+/// waiting their turn at the GIL never look like blocked ones.
+fn starve_after(py: Python<'_>) -> Duration {
+    let switch: f64 = py
+        .import("sys")
+        .and_then(|m| m.call_method0("getswitchinterval"))
+        .and_then(|v| v.extract())
+        .unwrap_or(0.005);
+    Duration::try_from_secs_f64(switch * 4.0)
+        .unwrap_or(MIN_STARVE)
+        .clamp(MIN_STARVE, Duration::from_secs(1))
 }
 
 fn now() -> f64 {
@@ -253,9 +425,9 @@ fn now() -> f64 {
 }
 
 fn dispatch_main(w: Worker<Arc<Sub>>) {
-    if runtime::exiting() {
+    let Some(_live) = exit::Live::enter() else {
         return;
-    }
+    };
     IN_DISPATCH.with(|c| c.set(true));
     Python::attach(|py| loop {
         let sub = match w.try_next() {
@@ -272,36 +444,34 @@ fn dispatch_main(w: Worker<Arc<Sub>>) {
 
 /// Delivers up to TURN messages of one subscription, then requeues it if more are waiting.
 fn run_turn(py: Python<'_>, pool: &Arc<Dispatch>, sub: Arc<Sub>) {
-    let mut buf = Vec::with_capacity(BATCH);
+    let (handler, on_error) = {
+        let h = sub.extra.handlers.read();
+        (
+            h.handler.as_ref().map(|x| x.clone_ref(py)),
+            h.on_error.as_ref().map(|x| x.clone_ref(py)),
+        )
+    };
     let mut done = 0;
     loop {
-        buf.clear();
-        sub.mailbox.take(BATCH, &mut buf);
-        if buf.is_empty() {
+        if runtime::exiting() {
+            sub.mailbox.end_run();
+            return;
+        }
+        // One message at a time: what is still queued can be discarded by unsubscribe or
+        // close, and another run of a workers>1 subscription can take it meanwhile.
+        let Some(msg) = sub.mailbox.pop_run() else {
             return; // the run has ended; the next publish schedules a new one
-        }
-        let (handler, on_error) = {
-            let h = sub.extra.handlers.read();
-            (
-                h.handler.as_ref().map(|x| x.clone_ref(py)),
-                h.on_error.as_ref().map(|x| x.clone_ref(py)),
-            )
         };
-        for msg in buf.drain(..) {
-            let Some(handler) = handler.as_ref() else {
-                sub.mailbox.dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            match handler.bind(py).call1((msg.bind(py),)) {
-                Ok(_) => {
-                    sub.delivered.fetch_add(1, Ordering::Relaxed);
-                }
+        match handler.as_ref() {
+            None => sub.count_dropped(1), // cleared by the garbage collector
+            Some(h) => match h.bind(py).call1((msg.bind(py),)) {
+                Ok(_) => sub.count_delivered(),
                 Err(e) => handler_failed(py, &sub, on_error.as_ref(), msg, e),
-            }
+            },
         }
-        done += BATCH;
+        done += 1;
         if done >= TURN {
-            match pool.try_submit(Arc::clone(&sub), 0) {
+            match pool.requeue(Arc::clone(&sub), 0) {
                 Ok(()) => return,
                 Err(_) => done = 0, // closing: finish the queue here
             }
@@ -316,7 +486,7 @@ fn handler_failed(
     msg: Py<Message>,
     e: PyErr,
 ) {
-    sub.errors.fetch_add(1, Ordering::Relaxed);
+    sub.count_error();
     let exc = e.value(py).clone();
     if let Some(cb) = on_error {
         if let Err(e2) = cb.bind(py).call1((exc, msg.bind(py))) {
@@ -378,7 +548,7 @@ impl PubSub {
 impl PubSub {
     #[new]
     #[pyo3(signature = (*, max_workers=None))]
-    fn new(max_workers: Option<isize>) -> PyResult<Self> {
+    fn new(py: Python<'_>, max_workers: Option<isize>) -> PyResult<Self> {
         let max_workers = match max_workers {
             None => 32,
             Some(n) if n <= 0 => {
@@ -387,16 +557,17 @@ impl PubSub {
             Some(n) => n as usize,
         };
         let dispatch = Pool::new(max_workers, 0, "chanpool-pubsub".into(), dispatch_main);
+        dispatch.set_lazy(EAGER, starve_after(py));
         let inner = Arc::new(BusInner {
             broker: Broker::new(),
             dispatch,
             seq: AtomicU64::new(0),
             published: AtomicU64::new(0),
             discarded: AtomicU64::new(0),
+            totals: Arc::default(),
             closed: AtomicBool::new(false),
         });
-        let stoppable: Arc<dyn Stoppable> = inner.clone();
-        runtime::register(&stoppable);
+        exit::track(&inner);
         log::debug!(target: "chanpool", "PubSub started: max_workers={max_workers}");
         Ok(PubSub {
             inner,
@@ -464,12 +635,14 @@ impl PubSub {
                 on_error: on_error.map(Bound::unbind),
             }),
             bus: Arc::downgrade(&me.inner),
+            totals: Arc::clone(&me.inner.totals),
         };
         let sub = me.inner.broker.subscribe(pattern, opts, extra);
         Ok(Subscription {
             sub,
             bus: slf.clone().unbind(),
             pull,
+            gen: me.gen,
         })
     }
 
@@ -511,21 +684,19 @@ impl PubSub {
         self.inner.closed.load(Ordering::Acquire)
     }
 
+    /// Totals since the bus was made (ended subscriptions included); `subscriptions` and
+    /// `pending` describe the live ones.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.check()?;
         let subs = self.inner.broker.subscriptions();
-        let (mut delivered, mut dropped, mut errors_, mut pending) = (0u64, 0u64, 0u64, 0usize);
-        for s in &subs {
-            delivered += s.delivered.load(Ordering::Relaxed);
-            dropped += s.mailbox.dropped.load(Ordering::Relaxed);
-            errors_ += s.errors.load(Ordering::Relaxed);
-            pending += s.mailbox.pending();
-        }
+        let pending: usize = subs.iter().map(|s| s.mailbox.pending()).sum();
+        let t = &self.inner.totals;
         let d = PyDict::new(py);
         d.set_item("published", self.inner.published.load(Ordering::Relaxed))?;
         d.set_item("subscriptions", subs.len())?;
-        d.set_item("delivered", delivered)?;
-        d.set_item("dropped", dropped)?;
-        d.set_item("errors", errors_)?;
+        d.set_item("delivered", t.delivered.load(Ordering::Relaxed))?;
+        d.set_item("dropped", t.dropped.load(Ordering::Relaxed))?;
+        d.set_item("errors", t.errors.load(Ordering::Relaxed))?;
         d.set_item("pending", pending)?;
         d.set_item("discarded", self.inner.discarded.load(Ordering::Relaxed))?;
         d.set_item("workers", self.inner.dispatch.snapshot().workers)?;
@@ -548,6 +719,9 @@ impl PubSub {
     }
 
     fn __repr__(&self) -> String {
+        if self.check().is_err() {
+            return "<chanpool.PubSub from the parent process>".into();
+        }
         format!(
             "<chanpool.PubSub subscriptions={}{}>",
             self.inner.broker.len(),
@@ -609,6 +783,15 @@ pub struct Subscription {
     sub: Arc<Sub>,
     bus: Py<PubSub>,
     pull: bool,
+    /// Process generation (see runtime): after fork() its locks may be held by threads that
+    /// only exist in the parent.
+    gen: u64,
+}
+
+impl Subscription {
+    fn check(&self) -> PyResult<()> {
+        runtime::check_process(self.gen, "Subscription")
+    }
 }
 
 #[pymethods]
@@ -629,12 +812,16 @@ impl Subscription {
     }
 
     /// Stops delivery; messages still queued for this subscription are discarded.
-    fn unsubscribe(&self, py: Python<'_>) {
-        let _ = py;
-        self.bus.get().inner.end(&self.sub);
+    /// Stops delivery; messages still queued for this subscription are discarded. (A no-op in
+    /// a child process: the subscription belongs to the parent.)
+    fn unsubscribe(&self) {
+        if self.check().is_ok() {
+            self.bus.get().inner.end(&self.sub);
+        }
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.check()?;
         let d = PyDict::new(py);
         d.set_item("delivered", self.sub.delivered.load(Ordering::Relaxed))?;
         d.set_item("dropped", self.sub.mailbox.dropped.load(Ordering::Relaxed))?;
@@ -653,23 +840,25 @@ impl Subscription {
                 "get() is for pull subscriptions (subscribe without a handler)",
             ));
         }
+        self.check()?;
         let deadline = runtime::deadline_from(timeout)?;
         let mb = &self.sub.mailbox;
-        if let Some(m) = mb.try_pop() {
-            self.sub.delivered.fetch_add(1, Ordering::Relaxed);
-            return Ok(m);
-        }
+        let mut r = mb.try_pop();
         loop {
-            let Some(slice) = runtime::next_slice(deadline) else {
-                return Err(errors::queue_empty(py));
-            };
-            match py.detach(|| mb.pop_wait(slice)) {
+            match r {
                 Ok(m) => {
-                    self.sub.delivered.fetch_add(1, Ordering::Relaxed);
+                    self.sub.count_delivered();
                     return Ok(m);
                 }
                 Err(true) => return Err(errors::closed(py, "the subscription has ended")),
-                Err(false) => py.check_signals()?,
+                Err(false) => {}
+            }
+            let Some(slice) = runtime::next_slice(deadline) else {
+                return Err(errors::queue_empty(py));
+            };
+            r = py.detach(|| mb.pop_wait(slice));
+            if matches!(r, Err(false)) {
+                py.check_signals()?;
             }
         }
     }
@@ -702,7 +891,8 @@ impl Subscription {
         _e: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> bool {
-        self.unsubscribe(py);
+        let _ = py;
+        self.unsubscribe();
         false
     }
 
