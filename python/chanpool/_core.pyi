@@ -47,6 +47,7 @@ class WorkerPool:
         thread_name_prefix: str = "",
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] | None = None,
+        rate_limit: TokenBucket | float | None = None,
     ) -> Self: ...
     def submit(
         self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
