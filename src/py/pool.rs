@@ -5,10 +5,10 @@
 //! attached: a full bounded queue is waited on detached, in slices, so Ctrl-C gets through.
 
 use crate::core::pool::{Counters, Next, Pool, Rejected, Worker};
-use crate::py::ratelimit::TokenBucket;
 use crate::py::errors;
 use crate::py::future;
 use crate::py::map::{self, ChunkJob, MapIterator, Runner};
+use crate::py::ratelimit::TokenBucket;
 use crate::py::runtime::{self, Stoppable, SLICE};
 use parking_lot::{Mutex, RwLock};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
