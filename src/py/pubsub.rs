@@ -8,6 +8,7 @@ use crate::core::mailbox::{Overflow, Push};
 use crate::core::pool::{Next, Pool, Worker};
 use crate::core::topic;
 use crate::py::errors;
+use crate::py::ratelimit::TokenBucket;
 use crate::py::runtime::{self, SLICE};
 use parking_lot::RwLock;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -69,6 +70,8 @@ impl Message {
 struct Handlers {
     handler: Option<Py<PyAny>>,
     on_error: Option<Py<PyAny>>,
+    /// rate_limit: each handler call first takes a token. Holds no Python references.
+    rate: Option<Py<TokenBucket>>,
 }
 
 pub struct Extra {
@@ -444,11 +447,12 @@ fn dispatch_main(w: Worker<Arc<Sub>>) {
 
 /// Delivers up to TURN messages of one subscription, then requeues it if more are waiting.
 fn run_turn(py: Python<'_>, pool: &Arc<Dispatch>, sub: Arc<Sub>) {
-    let (handler, on_error) = {
+    let (handler, on_error, rate) = {
         let h = sub.extra.handlers.read();
         (
             h.handler.as_ref().map(|x| x.clone_ref(py)),
             h.on_error.as_ref().map(|x| x.clone_ref(py)),
+            h.rate.as_ref().map(|x| x.clone_ref(py)),
         )
     };
     let mut done = 0;
@@ -462,6 +466,13 @@ fn run_turn(py: Python<'_>, pool: &Arc<Dispatch>, sub: Arc<Sub>) {
         let Some(msg) = sub.mailbox.pop_run() else {
             return; // the run has ended; the next publish schedules a new one
         };
+        if let Some(bucket) = &rate {
+            if !pace(py, &sub, bucket) {
+                sub.count_dropped(1);
+                sub.mailbox.end_run();
+                return;
+            }
+        }
         match handler.as_ref() {
             None => sub.count_dropped(1), // cleared by the garbage collector
             Some(h) => match h.bind(py).call1((msg.bind(py),)) {
@@ -474,6 +485,26 @@ fn run_turn(py: Python<'_>, pool: &Arc<Dispatch>, sub: Arc<Sub>) {
             match pool.requeue(Arc::clone(&sub), 0) {
                 Ok(()) => return,
                 Err(_) => done = 0, // closing: finish the queue here
+            }
+        }
+    }
+}
+
+/// Waits (GIL released, in short slices) for a rate-limit token; false if the subscription
+/// ended or the interpreter is exiting meanwhile. A slow limit holds this dispatch thread like a slow handler would, and the
+/// dispatch pool's monitor adds threads for the other subscriptions.
+fn pace(py: Python<'_>, sub: &Sub, bucket: &Py<TokenBucket>) -> bool {
+    loop {
+        // Closed: unsubscribed, or the bus is closing (past any drain): stop holding the message.
+        if runtime::exiting() || sub.mailbox.is_closed() {
+            return false;
+        }
+        match bucket.get().take(py, 1, Some(0.05)) {
+            Ok(true) => return true,
+            Ok(false) => {}
+            Err(e) => {
+                errors::log_exception(py, "chanpool: rate limit wait failed", e);
+                return true;
             }
         }
     }
@@ -577,7 +608,7 @@ impl PubSub {
 
     /// Subscribes `handler(message)` to a NATS-style pattern; without a handler, a pull
     /// subscription to iterate or `get()` from.
-    #[pyo3(signature = (pattern, handler=None, *, capacity=1024, overflow="block", workers=1, group=None, on_error=None))]
+    #[pyo3(signature = (pattern, handler=None, *, capacity=1024, overflow="block", workers=1, group=None, on_error=None, rate_limit=None))]
     #[allow(clippy::too_many_arguments)]
     fn subscribe(
         slf: &Bound<'_, Self>,
@@ -588,8 +619,10 @@ impl PubSub {
         workers: isize,
         group: Option<String>,
         on_error: Option<Bound<'_, PyAny>>,
+        rate_limit: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Subscription> {
         let me = slf.get();
+        let rate = crate::py::pool::rate_limit_of(slf.py(), rate_limit)?;
         me.check()?;
         if me.inner.closed.load(Ordering::Acquire) {
             return Err(closed_error());
@@ -622,6 +655,11 @@ impl PubSub {
         if handler.is_none() && on_error.is_some() {
             return Err(PyValueError::new_err("on_error needs a handler"));
         }
+        if handler.is_none() && rate.is_some() {
+            return Err(PyValueError::new_err(
+                "rate_limit needs a handler (pull subscribers pace themselves)",
+            ));
+        }
         let pull = handler.is_none();
         let opts = SubOptions {
             capacity: capacity as usize,
@@ -633,6 +671,7 @@ impl PubSub {
             handlers: RwLock::new(Handlers {
                 handler: handler.map(Bound::unbind),
                 on_error: on_error.map(Bound::unbind),
+                rate,
             }),
             bus: Arc::downgrade(&me.inner),
             totals: Arc::clone(&me.inner.totals),
