@@ -10,10 +10,10 @@
 //! line sleeps exactly until its tokens have been earned, and nobody takes while someone waits,
 //! so a request for many tokens is not starved by a stream of small ones.
 
-use crate::core::semaphore::{wait_in_line, Line};
+use crate::core::semaphore::{lock, wait_in_line, Line};
 use crate::core::wait::{Hook, Stop};
-use parking_lot::{Condvar, Mutex};
 use std::fmt;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// A rejected parameter or request size.
@@ -96,7 +96,7 @@ impl TokenBucket {
 
     /// Tokens in the bucket now, fractions included.
     pub fn available(&self) -> f64 {
-        let mut st = self.state.lock();
+        let mut st = lock(&self.state);
         let now = self.now_ns();
         self.settle(&mut st, now);
         let earned = now.saturating_sub(st.anchor) as f64 * self.rate / 1e9;
@@ -105,7 +105,7 @@ impl TokenBucket {
 
     /// Threads in line right now; a snapshot for monitoring and tests.
     pub fn waiting(&self) -> usize {
-        self.state.lock().line.len()
+        lock(&self.state).line.len()
     }
 
     /// Takes `n` tokens if they are there and nobody is waiting (never jumps the line).
@@ -114,7 +114,7 @@ impl TokenBucket {
     /// If `n` fails [`TokenBucket::check`].
     pub fn try_acquire(&self, n: u64) -> bool {
         self.assert_count(n);
-        let mut st = self.state.lock();
+        let mut st = lock(&self.state);
         st.line.is_empty() && self.take(&mut st, n, None).is_ok()
     }
 
@@ -124,13 +124,14 @@ impl TokenBucket {
     /// If `n` fails [`TokenBucket::check`]: such a request could never be served.
     pub fn acquire(&self, n: u64, deadline: Option<Instant>, hook: Hook<'_>) -> Result<(), Stop> {
         self.assert_count(n);
-        let mut st = self.state.lock();
+        let mut st = lock(&self.state);
         if st.line.is_empty() && self.take(&mut st, n, None).is_ok() {
             return Ok(());
         }
         let joined = Some(self.now_ns());
         wait_in_line(
-            &mut st,
+            &self.state,
+            st,
             &self.turn,
             |s| &mut s.line,
             |s| {
@@ -144,7 +145,7 @@ impl TokenBucket {
 
     /// See [`Line::forget_before`].
     pub fn forget_waiters_before(&self, epoch: u64) {
-        self.state.lock().line.forget_before(epoch);
+        lock(&self.state).line.forget_before(epoch);
     }
 
     fn assert_count(&self, n: u64) {
@@ -219,7 +220,7 @@ mod tests {
     fn aged(rate: f64, burst: u64, ago: Duration) -> TokenBucket {
         let mut b = TokenBucket::new(rate, burst).unwrap();
         b.origin -= ago;
-        b.state.get_mut().anchor = 0;
+        b.state.get_mut().unwrap().anchor = 0;
         b
     }
 
@@ -273,14 +274,14 @@ mod tests {
         // A week of 3 tokens/s, all taken as fast as they come: the count at the end is exact.
         let week = Duration::from_secs(7 * 24 * 3600);
         let b = TokenBucket::new(3.0, 10).unwrap();
-        let mut st = b.state.lock();
+        let mut st = lock(&b.state);
         st.spent = u128::from(3 * week.as_secs()) + 10;
         // Just before the last token is earned it is not there; at that instant it is.
         assert_eq!(b.ns_for(st.spent - 10), week.as_nanos() as u64);
         drop(st);
         let taken = |at: Duration| {
             let mut b2 = aged(3.0, 10, at);
-            b2.state.get_mut().spent = u128::from(3 * week.as_secs()) + 10;
+            b2.state.get_mut().unwrap().spent = u128::from(3 * week.as_secs()) + 10;
             b2.try_acquire(1)
         };
         assert!(!taken(week));
@@ -296,8 +297,10 @@ mod tests {
             b.acquire(1, None, &mut wait::never()).unwrap();
         }
         let took = start.elapsed().as_secs_f64();
+        // Never early (the tokens are earned by 0.2 s after the drain); the upper bound only
+        // catches a wait that is held back, generously for a loaded machine.
         assert!(
-            (0.19..0.3).contains(&took),
+            (0.19..5.0).contains(&took),
             "20 tokens at 100/s took {took}s"
         );
     }
@@ -325,7 +328,7 @@ mod tests {
         let took = start.elapsed().as_secs_f64();
         assert_eq!(got.load(Ordering::Relaxed), 200);
         assert!(
-            (0.45..0.65).contains(&took),
+            (0.49..5.0).contains(&took),
             "200 tokens at 400/s took {took}s"
         );
     }

@@ -5,12 +5,22 @@
 //! someone is in line, so a waiter for many permits cannot be overtaken forever by a stream of
 //! small requests. A waiter that gives up only leaves the line: nothing was set aside for it,
 //! so there is nothing to hand back.
+//!
+//! std's futex-based Mutex and Condvar, not parking_lot's: these objects stay usable in a
+//! fork()ed child, and parking_lot's global table of parked threads would still list the
+//! parent's waiters there, whose stacks glibc hands to the child's new threads (heap
+//! corruption, reproduced).
 
 use crate::core::wait::{self, Hook, Stop, SLICE};
-use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
+
+/// Locks, ignoring poisoning: no critical section here leaves the state half-changed.
+pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Waiters in arrival order. Lives inside its owner's mutex.
 #[derive(Debug, Default)]
@@ -65,20 +75,21 @@ impl Line {
 /// instant it can succeed if it knows one (it is asked again then, or on any notify). The hook
 /// runs with the lock released, at most one SLICE apart, so it may block (e.g. on the GIL).
 /// Whoever leaves the line wakes the others, since the new head may be able to take at once.
-pub(crate) fn wait_in_line<S>(
-    guard: &mut MutexGuard<'_, S>,
+pub(crate) fn wait_in_line<'m, S>(
+    state: &'m Mutex<S>,
+    mut guard: MutexGuard<'m, S>,
     turn: &Condvar,
     line: fn(&mut S) -> &mut Line,
     mut take: impl FnMut(&mut S) -> Result<(), Option<Instant>>,
     deadline: Option<Instant>,
     hook: Hook<'_>,
 ) -> Result<(), Stop> {
-    let ticket = line(guard).join();
+    let ticket = line(&mut guard).join();
     let mut asked = Instant::now();
     let stop = loop {
         let mut ready = None;
-        if line(guard).is_head(ticket) {
-            match take(guard) {
+        if line(&mut guard).is_head(ticket) {
+            match take(&mut guard) {
                 Ok(()) => break None,
                 Err(at) => ready = at,
             }
@@ -88,7 +99,9 @@ pub(crate) fn wait_in_line<S>(
             break Some(Stop::Timeout);
         };
         if Instant::now() >= asked + SLICE {
-            let stop = MutexGuard::unlocked(guard, &mut *hook);
+            drop(guard);
+            let stop = hook();
+            guard = lock(state);
             asked = Instant::now();
             if stop {
                 break Some(Stop::Interrupted);
@@ -100,10 +113,14 @@ pub(crate) fn wait_in_line<S>(
         if let Some(r) = ready {
             until = until.min(r);
         }
-        turn.wait_until(guard, until);
+        let nap = until.saturating_duration_since(Instant::now());
+        guard = turn
+            .wait_timeout(guard, nap)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
     };
-    line(guard).leave(ticket);
-    if !line(guard).is_empty() {
+    line(&mut guard).leave(ticket);
+    if !line(&mut guard).is_empty() {
         turn.notify_all();
     }
     match stop {
@@ -170,29 +187,30 @@ impl Semaphore {
     }
 
     pub fn available(&self) -> u64 {
-        self.state.lock().permits
+        lock(&self.state).permits
     }
 
     /// Threads in line right now; a snapshot for monitoring and tests.
     pub fn waiting(&self) -> usize {
-        self.state.lock().line.len()
+        lock(&self.state).line.len()
     }
 
     /// Takes `n` permits if they are free and nobody is waiting (never jumps the line).
     pub fn try_acquire(&self, n: u64) -> bool {
-        let mut st = self.state.lock();
+        let mut st = lock(&self.state);
         st.line.is_empty() && st.take(n)
     }
 
     /// Takes `n` permits, waiting in line for them. For a bounded semaphore an `n` above the
     /// bound can only end by deadline or hook: callers reject it up front.
     pub fn acquire(&self, n: u64, deadline: Option<Instant>, hook: Hook<'_>) -> Result<(), Stop> {
-        let mut st = self.state.lock();
+        let mut st = lock(&self.state);
         if st.line.is_empty() && st.take(n) {
             return Ok(());
         }
         wait_in_line(
-            &mut st,
+            &self.state,
+            st,
             &self.turn,
             |s| &mut s.line,
             |s| if s.take(n) { Ok(()) } else { Err(None) },
@@ -202,7 +220,7 @@ impl Semaphore {
     }
 
     pub fn release(&self, n: u64) -> Result<(), ReleaseError> {
-        let mut st = self.state.lock();
+        let mut st = lock(&self.state);
         let after = st.permits.checked_add(n).ok_or(ReleaseError::Overflow)?;
         if self.bound.is_some_and(|b| after > b) {
             return Err(ReleaseError::AboveBound);
@@ -216,7 +234,7 @@ impl Semaphore {
 
     /// See [`Line::forget_before`].
     pub fn forget_waiters_before(&self, epoch: u64) {
-        self.state.lock().line.forget_before(epoch);
+        lock(&self.state).line.forget_before(epoch);
     }
 }
 
@@ -317,7 +335,7 @@ mod tests {
             let (s, order) = (Arc::clone(&s), Arc::clone(&order));
             thread::spawn(move || {
                 s.acquire(n, None, &mut wait::never()).unwrap();
-                order.lock().push(id);
+                lock(&order).push(id);
             })
         };
         hs.push(spawn(0, 2));
@@ -327,13 +345,19 @@ mod tests {
             wait_for(|| s.waiting() == id as usize + 1);
         }
         assert!(!s.try_acquire(1));
-        for _ in 0..6 {
+        // One at a time, each taken before the next arrives: the order seen is the order of
+        // taking, not of the threads getting to record it.
+        s.release(1).unwrap();
+        assert!(!s.try_acquire(1));
+        assert_eq!(s.available(), 1);
+        for served in 1..=5 {
             s.release(1).unwrap();
+            wait_for(|| lock(&order).len() == served);
         }
         for h in hs {
             h.join().unwrap();
         }
-        assert_eq!(*order.lock(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(*lock(&order), vec![0, 1, 2, 3, 4]);
         assert_eq!(s.available(), 0);
     }
 

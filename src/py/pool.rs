@@ -66,7 +66,7 @@ impl Ext {
                 return false;
             }
             // Short waits, so shutdown(cancel_futures=True) and exit are not held up.
-            match bucket.get().take(py, 1, Some(PACE_SLICE)) {
+            match bucket.get().take_one(py, Some(PACE_SLICE)) {
                 Ok(true) => return true,
                 Ok(false) => {}
                 Err(e) => {

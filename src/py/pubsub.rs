@@ -499,7 +499,7 @@ fn pace(py: Python<'_>, sub: &Sub, bucket: &Py<TokenBucket>) -> bool {
         if runtime::exiting() || sub.mailbox.is_closed() {
             return false;
         }
-        match bucket.get().take(py, 1, Some(0.05)) {
+        match bucket.get().take_one(py, Some(0.05)) {
             Ok(true) => return true,
             Ok(false) => {}
             Err(e) => {

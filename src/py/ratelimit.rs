@@ -2,15 +2,15 @@
 //! and as a decorator that rate-limits every call of a function.
 
 use crate::core::ratelimit::TokenBucket as CoreBucket;
-use crate::py::runtime::deadline_from;
-use crate::py::semaphore::{wait_detached, Count, ForkEpoch};
-use parking_lot::RwLock;
-use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
+use crate::py::args::{real, Count};
+use crate::py::runtime::{acquire_detached, deadline_from, ForkEpoch};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::PyTraverseError;
+use std::sync::{PoisonError, RwLock};
 
 /// A rate limiter: `rate` tokens a second refill a bucket of `burst` tokens, which starts full.
 ///
@@ -28,27 +28,28 @@ impl TokenBucket {
         &self.core
     }
 
-    pub(crate) fn take(&self, py: Python<'_>, n: u64, timeout: Option<f64>) -> PyResult<bool> {
+    /// The core, once `n` is known to be a request that can ever be served.
+    fn checked(&self, n: Count) -> PyResult<(&CoreBucket, u64)> {
         let core = self.core();
+        let n = n.at_least(1, "n")?;
         core.check(n)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok((core, n))
+    }
+
+    /// One token for a rate-limited pool worker or subscription.
+    pub(crate) fn take_one(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        self.take(py, Count::ONE, timeout)
+    }
+
+    fn take(&self, py: Python<'_>, n: Count, timeout: Option<f64>) -> PyResult<bool> {
+        let deadline = deadline_from(timeout)?;
+        let (core, n) = self.checked(n)?;
         if core.try_acquire(n) {
             return Ok(true);
         }
-        let deadline = deadline_from(timeout)?;
-        wait_detached(py, |hook| core.acquire(n, deadline, hook))
+        acquire_detached(py, |hook| core.acquire(n, deadline, hook))
     }
-}
-
-/// A float argument; ints too big for a float are out of range (ValueError), not an overflow.
-fn real(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
-    obj.extract::<f64>().map_err(|e| {
-        if e.is_instance_of::<PyOverflowError>(obj.py()) {
-            PyValueError::new_err(format!("{what} must be finite"))
-        } else {
-            e
-        }
-    })
 }
 
 #[pymethods]
@@ -77,16 +78,13 @@ impl TokenBucket {
         text_signature = "($self, n=1, timeout=None)"
     )]
     fn acquire(&self, py: Python<'_>, n: Count, timeout: Option<f64>) -> PyResult<bool> {
-        self.take(py, n.at_least(1, "n")?, timeout)
+        self.take(py, n, timeout)
     }
 
     /// Takes n tokens if they are there and nobody is waiting; never blocks.
     #[pyo3(signature = (n = Count::ONE), text_signature = "($self, n=1)")]
     fn try_acquire(&self, n: Count) -> PyResult<bool> {
-        let core = self.core();
-        let n = n.at_least(1, "n")?;
-        core.check(n)
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let (core, n) = self.checked(n)?;
         Ok(core.try_acquire(n))
     }
 
@@ -114,7 +112,7 @@ impl TokenBucket {
 
     /// Takes one token.
     fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
-        slf.get().take(slf.py(), 1, None)?;
+        slf.get().take(slf.py(), Count::ONE, None)?;
         Ok(slf.clone())
     }
 
@@ -139,16 +137,19 @@ impl TokenBucket {
                 func.get_type().name()?
             )));
         }
-        // Its calls would only create coroutines, and waiting would block the event loop.
+        // Its calls would only create coroutines (or async generators), and waiting for a
+        // token in them would block the event loop.
         let inspect = py.import("inspect")?;
-        if inspect
-            .call_method1("iscoroutinefunction", (func,))?
-            .is_truthy()?
-        {
-            return Err(PyTypeError::new_err(
-                "TokenBucket cannot decorate coroutine functions: waiting for a token would \
-                 block the event loop",
-            ));
+        for (check, what) in [
+            ("iscoroutinefunction", "coroutine"),
+            ("isasyncgenfunction", "async generator"),
+        ] {
+            if inspect.call_method1(check, (func,))?.is_truthy()? {
+                return Err(PyTypeError::new_err(format!(
+                    "TokenBucket cannot decorate {what} functions: waiting for a token would \
+                     block the event loop"
+                )));
+            }
         }
         let wrapper = Bound::new(
             py,
@@ -164,7 +165,7 @@ impl TokenBucket {
 
     fn __repr__(&self) -> String {
         format!(
-            "<chanpool.TokenBucket rate={}/s burst={} available={:.3} waiting={}>",
+            "<chanpool.TokenBucket rate={:?}/s burst={} available={:.3} waiting={}>",
             self.core.rate(),
             self.core.burst(),
             self.core().available(),
@@ -176,7 +177,8 @@ impl TokenBucket {
 static METHOD_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// A function wrapped by `@bucket`. Has a `__dict__` so functools.update_wrapper can give it
-/// the function's name, docstring and `__wrapped__`.
+/// the function's name, docstring and `__wrapped__`. (std's RwLock, like the core: nothing here
+/// parks in parking_lot's process-wide table, which is unsafe to use after fork().)
 #[pyclass(module = "chanpool", name = "RateLimited", frozen, dict)]
 pub struct RateLimited {
     bucket: Py<TokenBucket>,
@@ -195,10 +197,11 @@ impl RateLimited {
         let func = self
             .func
             .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .map(|f| f.clone_ref(py))
             .ok_or_else(|| PyRuntimeError::new_err("rate-limited function was cleared"))?;
-        self.bucket.get().take(py, 1, None)?;
+        self.bucket.get().take(py, Count::ONE, None)?;
         Ok(func.bind(py).call(args, kwargs)?.unbind())
     }
 
@@ -233,7 +236,12 @@ impl RateLimited {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let func = self.func.read().as_ref().map(|f| f.clone_ref(py));
+        let func = self
+            .func
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|f| f.clone_ref(py));
         let func = match func {
             Some(f) => f.bind(py).repr()?.to_string(),
             None => "<cleared>".to_string(),
@@ -243,7 +251,7 @@ impl RateLimited {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.bucket)?;
-        if let Some(func) = self.func.try_read() {
+        if let Ok(func) = self.func.try_read() {
             if let Some(f) = func.as_ref() {
                 visit.call(f)?;
             }
@@ -252,7 +260,7 @@ impl RateLimited {
     }
 
     fn __clear__(&self) {
-        let taken = self.func.try_write().and_then(|mut g| g.take());
+        let taken = self.func.try_write().ok().and_then(|mut g| g.take());
         drop(taken);
     }
 }

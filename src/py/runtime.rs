@@ -163,3 +163,37 @@ where
     });
     (r, err)
 }
+
+/// `wait_detached` for waits that either take what they wait for or give up: Ok(true) when
+/// taken, Ok(false) on timeout (or close), the signal's exception when interrupted.
+pub fn acquire_detached<F>(py: Python<'_>, f: F) -> PyResult<bool>
+where
+    F: FnOnce(crate::core::wait::Hook<'_>) -> Result<(), crate::core::wait::Stop> + Send,
+{
+    use crate::core::wait::Stop;
+    match wait_detached(py, f) {
+        (Ok(()), _) => Ok(true),
+        (Err(Stop::Interrupted), err) => Err(err
+            .unwrap_or_else(|| pyo3::exceptions::PyKeyboardInterrupt::new_err("wait interrupted"))),
+        (Err(Stop::Timeout | Stop::Closed), _) => Ok(false),
+    }
+}
+
+/// The fork generation an object that survives fork() was last used in: the first use in a
+/// child process gets to drop what belonged to the parent's threads (waiters in line).
+pub struct ForkEpoch(AtomicU64);
+
+impl ForkEpoch {
+    pub fn new() -> Self {
+        ForkEpoch(AtomicU64::new(generation()))
+    }
+
+    /// Calls `forget` once per new generation, before the object is used there.
+    pub fn check(&self, forget: impl FnOnce(u64)) {
+        let gen = generation();
+        if self.0.load(Ordering::Acquire) != gen {
+            forget(gen);
+            self.0.store(gen, Ordering::Release);
+        }
+    }
+}

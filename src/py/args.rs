@@ -1,0 +1,96 @@
+//! Argument conversion shared by the bindings, so the same kind of bad argument always fails
+//! the same way: a wrong type is a TypeError, a number out of range a ValueError (never an
+//! OverflowError), and bool is not taken for a number.
+
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyInt};
+
+/// A whole-number argument, checked against its range (and named) where it is used. Ints too
+/// big for an i128 are kept as out-of-range markers.
+#[derive(Debug, Clone, Copy)]
+pub struct Count(i128);
+
+impl Count {
+    pub const ONE: Count = Count(1);
+
+    pub fn below(self, min: u64) -> bool {
+        self.0 < i128::from(min)
+    }
+
+    pub fn at_least(self, min: u64, what: &str) -> PyResult<u64> {
+        if self.below(min) {
+            return Err(PyValueError::new_err(match i64::try_from(self.0) {
+                Ok(v) => format!("{what} must be >= {min}, got {v}"),
+                Err(_) => format!("{what} must be >= {min}"),
+            }));
+        }
+        u64::try_from(self.0).map_err(|_| PyValueError::new_err(format!("{what} is too large")))
+    }
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Count {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let not_int = || -> PyErr {
+            match obj.get_type().name() {
+                Ok(t) => PyTypeError::new_err(format!("expected an int, got {t}")),
+                Err(e) => e,
+            }
+        };
+        // Exactly the ints and what has __index__ (numpy ints), as operator.index: no floats
+        // (which 3.9 would still truncate, with a DeprecationWarning) and no bools.
+        let int = if obj.is_instance_of::<PyBool>() {
+            return Err(not_int());
+        } else if obj.is_instance_of::<PyInt>() {
+            obj.to_owned()
+        } else {
+            match obj.call_method0(intern!(obj.py(), "__index__")) {
+                Ok(i) if i.is_instance_of::<PyInt>() => i,
+                _ => return Err(not_int()),
+            }
+        };
+        match int.extract::<i128>() {
+            Ok(v) => Ok(Count(v)),
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => {
+                Ok(Count(if int.gt(0)? { i128::MAX } else { i128::MIN }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Any object, read by truth value like threading's `blocking` (so `acquire(0)` works).
+#[derive(Debug, Clone, Copy)]
+pub struct Truthy(pub bool);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Truthy {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(Truthy(obj.is_truthy()?))
+    }
+}
+
+/// A real-number argument (int or float, not bool). Ints too big for a float are out of range.
+pub fn real(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
+    if obj.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a number, got bool"
+        )));
+    }
+    obj.extract::<f64>().map_err(|e| {
+        if e.is_instance_of::<PyOverflowError>(obj.py()) {
+            PyValueError::new_err(format!("{what} must be finite"))
+        } else if e.is_instance_of::<PyTypeError>(obj.py()) {
+            match obj.get_type().name() {
+                Ok(t) => PyTypeError::new_err(format!("{what} must be a number, got {t}")),
+                Err(e) => e,
+            }
+        } else {
+            e
+        }
+    })
+}
