@@ -16,7 +16,7 @@ from collections import Counter
 import chanpool
 import pytest
 from chanpool import Channel, Closed, ShutDown, fan_in, select
-from helpers import WATCHDOG, native_thread_names, top_frame_is, wait_until, watchdog
+from helpers import WATCHDOG, native_thread_names, wait_until, watchdog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,10 +31,16 @@ def start(fn, *args) -> threading.Thread:
 
 
 def blocked_at_call(t: threading.Thread, fn) -> bool:
-    """The thread's innermost Python frame is `fn` at the line after its `def` (the native
-    call it makes there is running or about to run: either way the test's outcome must hold)."""
+    """The thread is running `fn` at the line after its `def` (the blocking call it makes there
+    is running or about to run: either way the test's outcome must hold). Native calls add no
+    frame; queue.Queue's Python frames sit above fn's."""
     code = fn.__code__
-    return top_frame_is(t.ident, code, code.co_firstlineno + 1)
+    frame = sys._current_frames().get(t.ident)
+    while frame is not None:
+        if frame.f_code is code:
+            return frame.f_lineno == code.co_firstlineno + 1
+        frame = frame.f_back
+    return False
 
 
 def fan_in_threads() -> int:

@@ -1,6 +1,7 @@
-//! Go channels: unbuffered (a send completes when a receiver takes the value), buffered, or
-//! unbounded; close() lets receivers drain what is buffered and then reports Closed; select waits
-//! on several channels at once; `forward` merges channels (fan_in).
+//! Go channels: unbuffered, buffered, or unbounded; close() lets receivers drain what is buffered
+//! and then reports Closed; select waits on several channels at once; `forward` merges channels
+//! (fan_in). An unbuffered send completes once a receiver has taken the value, or has been handed
+//! it while blocked in recv() (the value is then reserved for receivers, never returned).
 //!
 //! One mutex guards each channel. Non-blocking operations are a lock, a deque push or pop and, only
 //! when someone is blocked, one wake-up. Blocked operations queue a `Waiter` on the side they wait
