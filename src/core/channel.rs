@@ -8,8 +8,8 @@
 //! for and are woken one at a time; a waiter that was woken but leaves without acting (timeout,
 //! Ctrl-C, a select that chose another case) passes the wake-up on, so none is lost.
 
+use crate::core::sync::{Condvar, Mutex};
 use crate::core::wait::{next_wake, Hook, Stop};
-use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
