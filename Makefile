@@ -42,7 +42,7 @@ py-test: dev
 test: dev lint rust-test py-test
 
 bench: build
-	$(VPY) bench/pool.py
+	for b in bench/*.py; do $(VPY) $$b || exit 1; done
 
 fmt: $(VENV)/.dev
 	cargo fmt --all
