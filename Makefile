@@ -42,6 +42,7 @@ py-test: dev
 test: dev lint rust-test py-test
 
 bench: build
+	$(VPY) -m pip install -q blinker pyee   # the pub/sub benchmark's synchronous anchors
 	for b in bench/*.py; do $(VPY) $$b || exit 1; done
 
 fmt: $(VENV)/.dev
