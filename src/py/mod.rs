@@ -2,6 +2,7 @@
 pub mod channel;
 pub mod errors;
 pub mod future;
+pub mod inventory;
 pub mod map;
 pub mod pool;
 pub mod pubsub;
