@@ -12,6 +12,8 @@ mod _core {
     #[pymodule_export]
     use crate::py::channel::{fan_in, select, Channel};
     #[pymodule_export]
+    use crate::py::inventory::InventoryManager;
+    #[pymodule_export]
     use crate::py::map::MapIterator;
     #[pymodule_export]
     use crate::py::pool::WorkerPool;

@@ -1,6 +1,7 @@
 //! The concurrency core: plain Rust, no pyo3, unit-tested with `cargo test`.
 pub mod broker;
 pub mod channel;
+pub mod inventory;
 pub mod mailbox;
 pub mod pool;
 pub mod ratelimit;

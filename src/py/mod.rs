@@ -3,6 +3,7 @@ pub mod args;
 pub mod channel;
 pub mod errors;
 pub mod future;
+pub mod inventory;
 pub mod map;
 pub mod pool;
 pub mod pubsub;
