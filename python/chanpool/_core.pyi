@@ -140,21 +140,30 @@ class PubSub:
 class Channel(Generic[_T]):
     """A Go channel: Channel(0) unbuffered, Channel(n) buffered, Channel(None) unbounded.
 
-    Also a drop-in for queue.Queue (put/get/task_done/join/shutdown and its exceptions).
+    Operations that can complete at once run without releasing the GIL; waits release it and
+    stay interruptible by Ctrl-C. Iteration receives until the channel is closed and drained.
+    Also a drop-in for queue.Queue (put/get/task_done/join/shutdown, queue.Empty/queue.Full,
+    chanpool.ShutDown); note that Queue(0) is unbounded while Channel(0) is unbuffered.
     """
 
     def __class_getitem__(cls, item: Any) -> Any: ...
     def __new__(cls, capacity: int | None = 0) -> Self: ...
-    def send(self, item: _T, timeout: float | None = None) -> None: ...
-    def recv(self, timeout: float | None = None) -> _T: ...
-    def try_send(self, item: _T) -> bool: ...
-    def try_recv(self) -> tuple[_T | None, bool]: ...
-    def close(self, error: BaseException | None = None) -> bool: ...
+    def send(self, item: _T, timeout: float | None = None) -> None:
+        """Send, waiting for room (unbuffered: for a receiver); Closed if closed, TimeoutError."""
+    def recv(self, timeout: float | None = None) -> _T:
+        """Receive; once closed and drained raises chanpool.Closed, or the close error."""
+    def try_send(self, item: _T) -> bool:
+        """Send only if that needs no waiting (unbuffered: a receiver is blocked in recv())."""
+    def try_recv(self) -> tuple[_T | None, bool]:
+        """(value, True) if one is ready, (None, False) if not; raises like recv() once drained."""
+    def close(self, error: BaseException | type[BaseException] | None = None) -> bool:
+        """Close: sends fail, receivers drain, then get Closed (or error). False if already."""
     @property
     def closed(self) -> bool: ...
     @property
     def capacity(self) -> int | None: ...
     def __len__(self) -> int: ...
+    def __bool__(self) -> bool: ...
     def __iter__(self) -> Self: ...
     def __next__(self) -> _T: ...
     @property
@@ -178,10 +187,16 @@ def select(
     timeout: float | None = None,
     default: bool = False,
 ) -> tuple[int | None, Any, bool]:
-    """Wait for the first ready case: a Channel (receive) or a (Channel, value) pair (send)."""
+    """Wait for the first ready case: a Channel (receive) or a (Channel, value) pair (send).
+
+    Returns (index, value, ok): ok is False for a receive case whose channel is closed and
+    drained; a send case on a closed channel raises Closed. default=True returns
+    (None, None, False) at once if no case is ready; a timeout raises TimeoutError.
+    """
 
 def fan_in(*channels: Channel[_T], capacity: int | None = 64) -> Channel[_T]:
-    """Merge channels into one that closes once all of them have closed."""
+    """Merge channels into one that closes once all of them have closed (with the first close
+    error). A native thread forwards; it stops if the output is closed or garbage-collected."""
 
 @final
 class TokenBucket:

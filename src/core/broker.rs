@@ -3,8 +3,8 @@
 //! Delivery itself (pushing into mailboxes, running handlers) belongs to the caller.
 
 use crate::core::mailbox::{Mailbox, Overflow};
+use crate::core::sync::{Mutex, RwLock};
 use crate::core::topic::TopicTree;
-use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,13 +1,15 @@
-//! Go channels: unbuffered (a send completes when a receiver takes the value), buffered, or
-//! unbounded; close() lets receivers drain what is buffered and then reports Closed; select waits
-//! on several channels at once.
+//! Go channels: unbuffered, buffered, or unbounded; close() lets receivers drain what is buffered
+//! and then reports Closed; select waits on several channels at once; `forward` merges channels
+//! (fan_in). An unbuffered send completes once a receiver has taken the value, or has been handed
+//! it while blocked in recv() (the value is then reserved for receivers, never returned).
 //!
-//! Every blocked operation registers a `Waiter` on the channels it waits for and is woken on any
-//! change to them; it then simply tries again. Broadcasting is simpler than Go's hand-off queues
-//! and, with the few waiters a channel has in practice, just as fast.
+//! One mutex guards each channel. Non-blocking operations are a lock, a deque push or pop and, only
+//! when someone is blocked, one wake-up. Blocked operations queue a `Waiter` on the side they wait
+//! for and are woken one at a time; a waiter that was woken but leaves without acting (timeout,
+//! Ctrl-C, a select that chose another case) passes the wake-up on, so none is lost.
 
+use crate::core::sync::{Condvar, Mutex};
 use crate::core::wait::{next_wake, Hook, Stop};
-use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -48,47 +50,102 @@ impl Waiter {
     }
 }
 
-struct Entry<T> {
+type Waiters = VecDeque<Arc<Waiter>>;
+
+fn register(list: &mut Waiters, w: &Arc<Waiter>) {
+    if !list.iter().any(|x| Arc::ptr_eq(x, w)) {
+        list.push_back(Arc::clone(w));
+    }
+}
+
+/// Removes `w`; false if it was not there (someone woke it and took it off the list).
+fn unregister(list: &mut Waiters, w: &Arc<Waiter>) -> bool {
+    match list.iter().position(|x| Arc::ptr_eq(x, w)) {
+        Some(i) => {
+            list.remove(i);
+            true
+        }
+        None => false,
+    }
+}
+
+fn wake_one(list: &mut Waiters) {
+    if let Some(w) = list.pop_front() {
+        w.wake();
+    }
+}
+
+fn wake_all(list: &mut Waiters) {
+    for w in list.drain(..) {
+        w.wake();
+    }
+}
+
+/// A blocked unbuffered send: its value waits here until a receiver takes it.
+struct Offer<T> {
     value: T,
-    /// Set when a receiver takes the value of a blocked unbuffered send.
-    taken: Option<Arc<AtomicBool>>,
+    taken: Arc<AtomicBool>,
+    sender: Arc<Waiter>,
 }
 
 struct State<T> {
-    buf: VecDeque<Entry<T>>,
+    /// Buffered values; for an unbuffered channel, values handed to receivers already waiting.
+    buf: VecDeque<T>,
+    /// Unbuffered channels only: blocked senders' values, oldest first.
+    offers: VecDeque<Offer<T>>,
     closed: bool,
+    /// What receivers get once the channel is drained, if it was closed with one.
+    reason: Option<Arc<T>>,
     /// recv() calls currently blocked: an unbuffered try_send may hand its value to one.
     receivers: usize,
     /// Values sent and not yet marked done (queue.Queue's task_done/join).
     unfinished: u64,
-    waiters: Vec<Arc<Waiter>>,
+    recv_waiters: Waiters,
+    send_waiters: Waiters,
+    join_waiters: Waiters,
+    close_waiters: Waiters,
 }
 
 impl<T> State<T> {
-    fn wake_all(&self) {
-        for w in &self.waiters {
-            w.wake();
-        }
+    fn can_recv(&self) -> bool {
+        !self.buf.is_empty() || !self.offers.is_empty()
     }
 
-    fn register(&mut self, w: &Arc<Waiter>) {
-        if !self.waiters.iter().any(|x| Arc::ptr_eq(x, w)) {
-            self.waiters.push(Arc::clone(w));
-        }
-    }
-
-    fn unregister(&mut self, w: &Arc<Waiter>) {
-        self.waiters.retain(|x| !Arc::ptr_eq(x, w));
-    }
-
-    /// Values a receiver can take now (an unbuffered channel's blocked offers count too).
     fn pop(&mut self) -> Option<T> {
-        let e = self.buf.pop_front()?;
-        if let Some(t) = e.taken {
-            t.store(true, Ordering::Release);
+        if let Some(v) = self.buf.pop_front() {
+            wake_one(&mut self.send_waiters);
+            return Some(v);
         }
-        self.wake_all();
-        Some(e.value)
+        let o = self.offers.pop_front()?;
+        o.taken.store(true, Ordering::Release);
+        o.sender.wake();
+        Some(o.value)
+    }
+
+    fn push(&mut self, value: T) {
+        self.buf.push_back(value);
+        self.unfinished += 1;
+        wake_one(&mut self.recv_waiters);
+    }
+
+    /// A woken waiter that did not act hands its wake-up to the next one still waiting.
+    fn pass_on(&mut self, cap: Capacity, sending: bool) {
+        if sending {
+            if self.has_room(cap) {
+                wake_one(&mut self.send_waiters);
+            }
+        } else if self.can_recv() {
+            wake_one(&mut self.recv_waiters);
+        }
+    }
+
+    fn has_room(&self, cap: Capacity) -> bool {
+        match cap {
+            Capacity::Unbounded => true,
+            Capacity::Bounded(n) => self.buf.len() < n,
+            // Only hand over to a receiver already waiting and not yet promised a value.
+            Capacity::Rendezvous => self.receivers > self.buf.len() + self.offers.len(),
+        }
     }
 }
 
@@ -114,10 +171,15 @@ impl<T> Channel<T> {
         Channel {
             state: Mutex::new(State {
                 buf: VecDeque::new(),
+                offers: VecDeque::new(),
                 closed: false,
+                reason: None,
                 receivers: 0,
                 unfinished: 0,
-                waiters: Vec::new(),
+                recv_waiters: VecDeque::new(),
+                send_waiters: VecDeque::new(),
+                join_waiters: VecDeque::new(),
+                close_waiters: VecDeque::new(),
             }),
             cap,
         }
@@ -131,18 +193,10 @@ impl<T> Channel<T> {
         if st.closed {
             return Err(TrySend::Closed(value));
         }
-        let room = match self.cap {
-            Capacity::Unbounded => true,
-            Capacity::Bounded(n) => st.buf.len() < n,
-            // Only hand over to a receiver that is already waiting (and not yet promised one).
-            Capacity::Rendezvous => st.receivers > st.buf.len(),
-        };
-        if !room {
+        if !st.has_room(self.cap) {
             return Err(TrySend::Full(value));
         }
-        st.buf.push_back(Entry { value, taken: None });
-        st.unfinished += 1;
-        st.wake_all();
+        st.push(value);
         Ok(())
     }
 
@@ -169,16 +223,13 @@ impl<T> Channel<T> {
                 let mut st = self.state.lock();
                 match self.try_send_locked(&mut st, value) {
                     Ok(()) => {
-                        st.unregister(&me);
-                        break Ok(());
+                        unregister(&mut st.send_waiters, &me);
+                        return Ok(());
                     }
-                    Err(TrySend::Closed(v)) => {
-                        st.unregister(&me);
-                        break Err((Stop::Closed, v));
-                    }
+                    Err(TrySend::Closed(v)) => break Err((Stop::Closed, v)),
                     Err(TrySend::Full(v)) => {
                         value = v;
-                        st.register(&me);
+                        register(&mut st.send_waiters, &me);
                     }
                 }
             }
@@ -190,8 +241,9 @@ impl<T> Channel<T> {
                 break Err((Stop::Interrupted, value));
             }
         };
-        if r.is_err() {
-            self.state.lock().unregister(&me);
+        let mut st = self.state.lock();
+        if !unregister(&mut st.send_waiters, &me) {
+            st.pass_on(self.cap, true);
         }
         r
     }
@@ -208,53 +260,44 @@ impl<T> Channel<T> {
         let taken = Arc::new(AtomicBool::new(false));
         {
             let mut st = self.state.lock();
-            if st.closed {
-                return Err((Stop::Closed, value));
-            }
-            st.buf.push_back(Entry {
+            let value = match self.try_send_locked(&mut st, value) {
+                Ok(()) => return Ok(()),
+                Err(TrySend::Closed(v)) => return Err((Stop::Closed, v)),
+                Err(TrySend::Full(v)) => v,
+            };
+            st.offers.push_back(Offer {
                 value,
-                taken: Some(Arc::clone(&taken)),
+                taken: Arc::clone(&taken),
+                sender: Arc::clone(&me),
             });
             st.unfinished += 1;
-            st.register(&me);
-            st.wake_all();
+            wake_one(&mut st.recv_waiters);
         }
-        let mut stop = None;
-        loop {
+        let stop = loop {
+            me.reset();
             if taken.load(Ordering::Acquire) {
-                break;
+                return Ok(());
             }
-            let closed = self.state.lock().closed;
-            if closed {
-                stop = Some(Stop::Closed);
-                break;
+            if self.state.lock().closed {
+                break Stop::Closed;
             }
             let Some(until) = next_wake(deadline) else {
-                stop = Some(Stop::Timeout);
-                break;
+                break Stop::Timeout;
             };
-            me.reset();
-            if !taken.load(Ordering::Acquire) {
-                me.sleep(until);
-            }
+            me.sleep(until);
             if hook() {
-                stop = Some(Stop::Interrupted);
-                break;
+                break Stop::Interrupted;
             }
-        }
+        };
         let mut st = self.state.lock();
-        st.unregister(&me);
-        let Some(stop) = stop else { return Ok(()) };
-        match st
-            .buf
-            .iter()
-            .position(|e| e.taken.as_ref().is_some_and(|t| Arc::ptr_eq(t, &taken)))
-        {
+        match st.offers.iter().position(|o| Arc::ptr_eq(&o.taken, &taken)) {
             Some(i) => {
-                let e = st.buf.remove(i).expect("index is valid");
+                let o = st.offers.remove(i).expect("index is valid");
                 st.unfinished -= 1;
-                st.wake_all();
-                Err((stop, e.value))
+                if st.unfinished == 0 {
+                    wake_all(&mut st.join_waiters);
+                }
+                Err((stop, o.value))
             }
             // A receiver took it after all: the send happened.
             None => Ok(()),
@@ -284,11 +327,14 @@ impl<T> Channel<T> {
                 if st.closed {
                     break Err(Stop::Closed);
                 }
-                st.register(&me);
+                register(&mut st.recv_waiters, &me);
                 if !counted {
                     counted = true;
                     st.receivers += 1;
-                    st.wake_all(); // an unbuffered sender in select or try_send may go now
+                    if self.cap == Capacity::Rendezvous {
+                        // A select blocked on sending here may hand its value over now.
+                        wake_one(&mut st.send_waiters);
+                    }
                 }
             }
             let Some(until) = next_wake(deadline) else {
@@ -300,37 +346,60 @@ impl<T> Channel<T> {
             }
         };
         let mut st = self.state.lock();
-        st.unregister(&me);
+        let was_listed = unregister(&mut st.recv_waiters, &me);
         if counted {
             st.receivers -= 1;
         }
-        match r {
+        let r = match r {
             // A value that arrived as we gave up (perhaps handed to us as a waiting receiver) is
             // taken rather than left behind. Not when interrupted: the caller raises instead.
             Err(Stop::Timeout) => st.pop().ok_or(Stop::Timeout),
             other => other,
+        };
+        if r.is_err() && !was_listed {
+            st.pass_on(self.cap, false);
         }
+        r
     }
 
-    /// Closes the channel; false if it already was. Receivers drain what is buffered.
-    pub fn close(&self) -> bool {
+    /// Closes the channel; false if it already was. Receivers drain what is buffered, then get
+    /// `reason` (if given to the first close) via `close_reason`.
+    pub fn close_with(&self, reason: Option<T>) -> bool {
+        self.close_shared(reason.map(Arc::new))
+    }
+
+    fn close_shared(&self, reason: Option<Arc<T>>) -> bool {
         let mut st = self.state.lock();
         if st.closed {
             return false;
         }
         st.closed = true;
-        st.wake_all();
+        st.reason = reason;
+        wake_all(&mut st.recv_waiters);
+        wake_all(&mut st.send_waiters);
+        wake_all(&mut st.close_waiters);
+        for o in &st.offers {
+            o.sender.wake();
+        }
         true
+    }
+
+    pub fn close(&self) -> bool {
+        self.close_with(None)
+    }
+
+    pub fn close_reason(&self) -> Option<Arc<T>> {
+        self.state.lock().reason.clone()
     }
 
     pub fn is_closed(&self) -> bool {
         self.state.lock().closed
     }
 
-    /// Buffered values (for an unbuffered channel: values handed over but not yet taken).
+    /// Values waiting to be received (for an unbuffered channel: values handed to waiting
+    /// receivers but not yet taken; blocked senders do not count, as in Go).
     pub fn len(&self) -> usize {
-        let st = self.state.lock();
-        st.buf.iter().filter(|e| e.taken.is_none()).count()
+        self.state.lock().buf.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -338,22 +407,30 @@ impl<T> Channel<T> {
     }
 
     pub fn is_full(&self) -> bool {
-        let st = self.state.lock();
-        match self.cap {
-            Capacity::Unbounded => false,
-            Capacity::Bounded(n) => st.buf.len() >= n,
-            Capacity::Rendezvous => st.receivers <= st.buf.len(),
-        }
+        !self.state.lock().has_room(self.cap)
     }
 
-    /// Removes everything buffered (queue.Queue.shutdown(immediate=True)); returned so the
-    /// caller decides where the values are dropped.
+    /// Blocked recv() calls (unbuffered channels hand values only to these).
+    pub fn waiting_receivers(&self) -> usize {
+        self.state.lock().receivers
+    }
+
+    /// Blocked unbuffered sends.
+    pub fn waiting_senders(&self) -> usize {
+        self.state.lock().offers.len()
+    }
+
+    /// Removes everything buffered and marks it done (queue.Queue.shutdown(immediate=True));
+    /// returned so the caller decides where the values are dropped. Blocked unbuffered senders
+    /// keep their offers: close() makes them withdraw and fail.
     pub fn drain(&self) -> Vec<T> {
         let mut st = self.state.lock();
-        let mut out = Vec::with_capacity(st.buf.len());
-        while let Some(v) = st.pop() {
-            out.push(v);
+        let out: Vec<T> = st.buf.drain(..).collect();
+        st.unfinished = st.unfinished.saturating_sub(out.len() as u64);
+        if st.unfinished == 0 {
+            wake_all(&mut st.join_waiters);
         }
+        wake_all(&mut st.send_waiters);
         out
     }
 
@@ -365,18 +442,13 @@ impl<T> Channel<T> {
         }
         st.unfinished -= 1;
         if st.unfinished == 0 {
-            st.wake_all();
+            wake_all(&mut st.join_waiters);
         }
         true
     }
 
-    /// Marks `n` values done at once (queue.Queue.shutdown(immediate=True) drops them).
-    pub fn forget_unfinished(&self, n: u64) {
-        let mut st = self.state.lock();
-        st.unfinished = st.unfinished.saturating_sub(n);
-        if st.unfinished == 0 {
-            st.wake_all();
-        }
+    pub fn unfinished(&self) -> u64 {
+        self.state.lock().unfinished
     }
 
     /// queue.Queue.join: waits until every sent value was marked done.
@@ -389,7 +461,7 @@ impl<T> Channel<T> {
                 if st.unfinished == 0 {
                     break Ok(());
                 }
-                st.register(&me);
+                register(&mut st.join_waiters, &me);
             }
             let Some(until) = next_wake(deadline) else {
                 break Err(Stop::Timeout);
@@ -399,8 +471,54 @@ impl<T> Channel<T> {
                 break Err(Stop::Interrupted);
             }
         };
-        self.state.lock().unregister(&me);
+        unregister(&mut self.state.lock().join_waiters, &me);
         r
+    }
+
+    /// Visits every value the channel holds, for a garbage collector; gives up (Ok) rather than
+    /// wait if another thread holds the lock.
+    pub fn try_visit<E>(&self, mut f: impl FnMut(&T) -> Result<(), E>) -> Result<(), E> {
+        let Some(st) = self.state.try_lock() else {
+            return Ok(());
+        };
+        for v in &st.buf {
+            f(v)?;
+        }
+        for o in &st.offers {
+            f(&o.value)?;
+        }
+        if let Some(r) = &st.reason {
+            if Arc::strong_count(r) == 1 {
+                f(r)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes out every buffered value and the close reason (a garbage collector breaking a
+    /// reference cycle), without waiting for the lock.
+    pub fn try_take_all(&self) -> (Vec<T>, Option<Arc<T>>) {
+        let Some(mut st) = self.state.try_lock() else {
+            return (Vec::new(), None);
+        };
+        let n = st.buf.len() as u64;
+        st.unfinished = st.unfinished.saturating_sub(n);
+        (st.buf.drain(..).collect(), st.reason.take())
+    }
+
+    /// In a fork() child: forgets the operations other threads had in progress (those threads do
+    /// not exist there) and returns their values. None if another thread held the channel's
+    /// lock when the process forked: its state may be half-updated, so the channel is unusable.
+    pub fn after_fork(&self) -> Option<Vec<T>> {
+        let mut st = self.state.try_lock()?;
+        st.recv_waiters.clear();
+        st.send_waiters.clear();
+        st.join_waiters.clear();
+        st.close_waiters.clear();
+        st.receivers = 0;
+        let offers: Vec<T> = st.offers.drain(..).map(|o| o.value).collect();
+        st.unfinished = st.unfinished.saturating_sub(offers.len() as u64);
+        Some(offers)
     }
 }
 
@@ -421,6 +539,17 @@ pub enum Selected<T> {
     Sent(usize),
     /// A send case's channel is closed (its value stays in the case).
     SendClosed(usize),
+}
+
+impl<T> Selected<T> {
+    fn index(&self) -> usize {
+        match self {
+            Selected::Received(i, _)
+            | Selected::RecvClosed(i)
+            | Selected::Sent(i)
+            | Selected::SendClosed(i) => *i,
+        }
+    }
 }
 
 static SELECT_SEED: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
@@ -458,12 +587,23 @@ fn try_case<T>(cases: &mut [Case<'_, T>], i: usize) -> Option<Selected<T>> {
 
 /// Waits until one case can proceed and performs it. With `block == false` returns Ok(None) at
 /// once when none is ready (Go's `default:`). An unbuffered send case proceeds only when a
-/// receiver is blocked in recv() on that channel.
+/// receiver is blocked in recv() on that channel. `watch`, if given, also wakes the wait when it
+/// closes (fan_in's forwarder watches its output); the caller's hook then decides.
 pub fn select<T>(
     cases: &mut [Case<'_, T>],
     block: bool,
     deadline: Option<Instant>,
     hook: Hook<'_>,
+) -> Result<Option<Selected<T>>, Stop> {
+    select_watching(cases, block, deadline, hook, None)
+}
+
+fn select_watching<T>(
+    cases: &mut [Case<'_, T>],
+    block: bool,
+    deadline: Option<Instant>,
+    hook: Hook<'_>,
+    watch: Option<&Channel<T>>,
 ) -> Result<Option<Selected<T>>, Stop> {
     let n = cases.len();
     if n == 0 {
@@ -474,13 +614,7 @@ pub fn select<T>(
     let r = loop {
         me.reset();
         let start = start_index(n);
-        let mut found = None;
-        for k in 0..n {
-            if let Some(s) = try_case(cases, (start + k) % n) {
-                found = Some(s);
-                break;
-            }
-        }
+        let found = (0..n).find_map(|k| try_case(cases, (start + k) % n));
         if let Some(s) = found {
             break Ok(Some(s));
         }
@@ -491,7 +625,15 @@ pub fn select<T>(
             // Register, then try once more: a change between the tries and the registration
             // would otherwise go unnoticed.
             for c in cases.iter() {
-                c.chan.state.lock().register(&me);
+                let mut st = c.chan.state.lock();
+                let list = match c.send {
+                    Some(_) => &mut st.send_waiters,
+                    None => &mut st.recv_waiters,
+                };
+                register(list, &me);
+            }
+            if let Some(w) = watch {
+                register(&mut w.state.lock().close_waiters, &me);
             }
             registered = true;
             continue;
@@ -505,11 +647,61 @@ pub fn select<T>(
         }
     };
     if registered {
-        for c in cases.iter() {
-            c.chan.state.lock().unregister(&me);
+        let chosen = r.as_ref().ok().and_then(|s| s.as_ref()).map(|s| s.index());
+        for (i, c) in cases.iter().enumerate() {
+            let sending = c.send.is_some() || matches!(r, Ok(Some(Selected::Sent(j)) ) if j == i);
+            let mut st = c.chan.state.lock();
+            let list = if sending {
+                &mut st.send_waiters
+            } else {
+                &mut st.recv_waiters
+            };
+            if !unregister(list, &me) && chosen != Some(i) {
+                st.pass_on(c.chan.cap, sending);
+            }
+        }
+        if let Some(w) = watch {
+            unregister(&mut w.state.lock().close_waiters, &me);
         }
     }
     r
+}
+
+/// fan_in's loop: passes values from `inputs` to `out` until every input is closed, then closes
+/// `out` with the first input's close reason. Stops early (leaving the inputs' values in place)
+/// if `out` is closed by its reader. Values from one input keep their order.
+pub fn forward<T>(mut inputs: Vec<&Channel<T>>, out: &Channel<T>, hook: Hook<'_>) {
+    let mut first_reason: Option<Arc<T>> = None;
+    while !inputs.is_empty() {
+        let r = {
+            let mut cases: Vec<Case<'_, T>> = inputs
+                .iter()
+                .map(|c| Case {
+                    chan: *c,
+                    send: None,
+                })
+                .collect();
+            let mut stop = || out.is_closed() || hook();
+            select_watching(&mut cases, true, None, &mut stop, Some(out))
+        };
+        match r {
+            Ok(Some(Selected::Received(_, v))) => {
+                let mut stop = || hook();
+                if out.send(v, None, &mut stop).is_err() {
+                    return;
+                }
+            }
+            Ok(Some(Selected::RecvClosed(i))) => {
+                let c = inputs.swap_remove(i);
+                if first_reason.is_none() {
+                    first_reason = c.close_reason();
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+    out.close_shared(first_reason);
 }
 
 #[cfg(test)]
@@ -544,6 +736,14 @@ mod tests {
     }
 
     #[test]
+    fn close_reason_is_kept_from_the_first_close() {
+        let c = Channel::new(Capacity::Unbounded);
+        assert!(c.close_with(Some(7)));
+        assert!(!c.close_with(Some(8)));
+        assert_eq!(c.close_reason().as_deref(), Some(&7));
+    }
+
+    #[test]
     fn timeouts_return_the_value() {
         let c = Channel::new(Capacity::Bounded(1));
         c.try_send(1).unwrap();
@@ -553,6 +753,7 @@ mod tests {
         let soon = Some(Instant::now() + Duration::from_millis(5));
         assert_eq!(r.send(7, soon, &mut never()), Err((Stop::Timeout, 7)));
         assert!(r.is_empty());
+        assert_eq!(r.unfinished(), 0);
         let soon = Some(Instant::now() + Duration::from_millis(5));
         assert_eq!(r.recv(soon, &mut never()), Err(Stop::Timeout));
     }
@@ -565,12 +766,76 @@ mod tests {
             let c2 = Arc::clone(&c);
             let sender = thread::spawn(move || {
                 send(&c2, 5);
-                // The value was taken before send returned: nothing is left in the channel.
-                c2.len()
+                // Taken, or handed to the receiver blocked in recv(): no offer is left.
+                c2.waiting_senders()
             });
             assert_eq!(recv(&c), Ok(5));
             assert_eq!(sender.join().unwrap(), 0);
         }
+    }
+
+    #[test]
+    fn unbuffered_try_send_hands_over_to_a_blocked_receiver() {
+        let c = Arc::new(Channel::new(Capacity::Rendezvous));
+        let c2 = Arc::clone(&c);
+        let r = thread::spawn(move || recv(&c2));
+        while c.waiting_receivers() == 0 {
+            thread::yield_now();
+        }
+        assert_eq!(c.try_send(3), Ok(()));
+        assert_eq!(
+            c.try_send(4),
+            Err(TrySend::Full(4)),
+            "one receiver, one value"
+        );
+        assert_eq!(r.join().unwrap(), Ok(3));
+    }
+
+    fn many_to_many(cap: Capacity, producers: u64, consumers: usize, per: u64) {
+        let c = Arc::new(Channel::new(cap));
+        let ps: Vec<_> = (0..producers)
+            .map(|p| {
+                let c = Arc::clone(&c);
+                thread::spawn(move || {
+                    for i in 0..per {
+                        send(&c, p * 1_000_000 + i);
+                    }
+                })
+            })
+            .collect();
+        let cs: Vec<_> = (0..consumers)
+            .map(|_| {
+                let c = Arc::clone(&c);
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    while let Ok(v) = recv(&c) {
+                        got.push(v);
+                    }
+                    got
+                })
+            })
+            .collect();
+        for p in ps {
+            p.join().unwrap();
+        }
+        c.close();
+        let per_consumer: Vec<Vec<u64>> = cs.into_iter().map(|h| h.join().unwrap()).collect();
+        // FIFO per producer, as each consumer sees it.
+        for got in &per_consumer {
+            let mut last = vec![None; producers as usize];
+            for v in got {
+                let p = (v / 1_000_000) as usize;
+                assert!(last[p] < Some(v % 1_000_000), "{cap:?}: out of order");
+                last[p] = Some(v % 1_000_000);
+            }
+        }
+        let mut all: Vec<u64> = per_consumer.into_iter().flatten().collect();
+        all.sort_unstable();
+        let mut want: Vec<u64> = (0..producers)
+            .flat_map(|p| (0..per).map(move |i| p * 1_000_000 + i))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(all, want, "{cap:?}");
     }
 
     #[test]
@@ -582,44 +847,57 @@ mod tests {
             Capacity::Unbounded,
         ] {
             for _ in 0..5 {
-                let c = Arc::new(Channel::new(cap));
-                let producers: Vec<_> = (0..4u64)
-                    .map(|p| {
-                        let c = Arc::clone(&c);
-                        thread::spawn(move || {
-                            for i in 0..500 {
-                                send(&c, p * 10_000 + i);
-                            }
-                        })
-                    })
-                    .collect();
-                let consumers: Vec<_> = (0..4)
-                    .map(|_| {
-                        let c = Arc::clone(&c);
-                        thread::spawn(move || {
-                            let mut got = Vec::new();
-                            while let Ok(v) = recv(&c) {
-                                got.push(v);
-                            }
-                            got
-                        })
-                    })
-                    .collect();
-                for p in producers {
-                    p.join().unwrap();
-                }
-                c.close();
-                let mut all: Vec<u64> = consumers
-                    .into_iter()
-                    .flat_map(|h| h.join().unwrap())
-                    .collect();
-                all.sort_unstable();
-                let mut want: Vec<u64> = (0..4u64)
-                    .flat_map(|p| (0..500).map(move |i| p * 10_000 + i))
-                    .collect();
-                want.sort_unstable();
-                assert_eq!(all, want, "{cap:?}");
+                many_to_many(cap, 4, 4, 500);
             }
+            many_to_many(cap, 1, 6, 300);
+            many_to_many(cap, 6, 1, 300);
+        }
+    }
+
+    #[test]
+    fn timed_out_receivers_lose_no_wake_up() {
+        // Receivers with short timeouts keep giving up while others wait for good: every value
+        // must still reach a receiver (a wake-up taken by a leaver is passed on).
+        for cap in [Capacity::Rendezvous, Capacity::Bounded(2)] {
+            let c = Arc::new(Channel::new(cap));
+            let patient: Vec<_> = (0..3)
+                .map(|_| {
+                    let c = Arc::clone(&c);
+                    thread::spawn(move || {
+                        let mut n = 0;
+                        while recv(&c).is_ok() {
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            let impatient: Vec<_> = (0..3)
+                .map(|_| {
+                    let c = Arc::clone(&c);
+                    thread::spawn(move || {
+                        let mut n = 0;
+                        loop {
+                            let soon = Some(Instant::now() + Duration::from_micros(200));
+                            match c.recv(soon, &mut never()) {
+                                Ok(_) => n += 1,
+                                Err(Stop::Timeout) => {}
+                                Err(_) => return n,
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for i in 0..2000 {
+                send(&c, i);
+            }
+            c.close();
+            let total: usize = patient
+                .into_iter()
+                .chain(impatient)
+                .map(|h| h.join().unwrap())
+                .sum();
+            assert_eq!(total, 2000, "{cap:?}");
         }
     }
 
@@ -631,17 +909,17 @@ mod tests {
         let c2 = Arc::new(Channel::<u32>::new(Capacity::Rendezvous));
         let c3 = Arc::clone(&c2);
         let s = thread::spawn(move || c3.send(1, None, &mut never()));
-        // Both are blocked (or about to be); close must release them.
-        while c.state.lock().receivers == 0 {
+        while c.waiting_receivers() == 0 {
             thread::yield_now();
         }
-        while c2.state.lock().buf.is_empty() {
+        while c2.waiting_senders() == 0 {
             thread::yield_now();
         }
         c.close();
         c2.close();
         assert_eq!(r.join().unwrap(), Err(Stop::Closed));
         assert_eq!(s.join().unwrap(), Err((Stop::Closed, 1)));
+        assert_eq!(c2.unfinished(), 0);
     }
 
     #[test]
@@ -712,6 +990,62 @@ mod tests {
     }
 
     #[test]
+    fn blocked_select_send_case_proceeds_when_a_receiver_arrives() {
+        for _ in 0..50 {
+            let a = Arc::new(Channel::new(Capacity::Rendezvous));
+            let a2 = Arc::clone(&a);
+            let r = thread::spawn(move || recv(&a2));
+            let got = {
+                let mut cases = [Case {
+                    chan: &*a,
+                    send: Some(5),
+                }];
+                select(&mut cases, true, None, &mut never())
+            };
+            assert_eq!(got, Ok(Some(Selected::Sent(0))));
+            assert_eq!(r.join().unwrap(), Ok(5));
+        }
+    }
+
+    #[test]
+    fn select_that_chooses_elsewhere_leaves_the_value_for_the_receiver() {
+        // A select and a plain receiver both wait on `a`; one value arrives on `b`, then one on
+        // `a`. Whatever the select picks, every value reaches exactly one taker.
+        for _ in 0..200 {
+            let a = Arc::new(Channel::new(Capacity::Unbounded));
+            let b = Arc::new(Channel::new(Capacity::Unbounded));
+            let a2 = Arc::clone(&a);
+            let r = thread::spawn(move || recv(&a2));
+            let (a3, b3) = (Arc::clone(&a), Arc::clone(&b));
+            let s = thread::spawn(move || {
+                let mut cases = [
+                    Case {
+                        chan: &*a3,
+                        send: None,
+                    },
+                    Case {
+                        chan: &*b3,
+                        send: None,
+                    },
+                ];
+                select(&mut cases, true, None, &mut never())
+            });
+            b.try_send(2).unwrap();
+            a.try_send(1).unwrap();
+            match s.join().unwrap().unwrap().unwrap() {
+                Selected::Received(1, 2) => assert_eq!(r.join().unwrap(), Ok(1)),
+                Selected::Received(0, 1) => {
+                    assert_eq!(b.try_recv(), Ok(2));
+                    a.try_send(3).unwrap();
+                    assert_eq!(r.join().unwrap(), Ok(3));
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(a.try_recv(), Err(TryRecv::Empty));
+        }
+    }
+
+    #[test]
     fn select_is_fair_between_ready_cases() {
         let a = Channel::new(Capacity::Unbounded);
         let b = Channel::new(Capacity::Unbounded);
@@ -769,5 +1103,83 @@ mod tests {
             calls >= 3
         };
         assert_eq!(c.recv(None, &mut hook), Err(Stop::Interrupted));
+    }
+
+    #[test]
+    fn forward_merges_everything_and_closes_with_the_first_reason() {
+        let ins: Vec<Arc<Channel<u64>>> = (0..3)
+            .map(|_| Arc::new(Channel::new(Capacity::Bounded(2))))
+            .collect();
+        let out = Arc::new(Channel::new(Capacity::Bounded(4)));
+        let (ins2, out2) = (ins.clone(), Arc::clone(&out));
+        let fwd = thread::spawn(move || {
+            let refs: Vec<&Channel<u64>> = ins2.iter().map(|c| &**c).collect();
+            forward(refs, &out2, &mut never())
+        });
+        let producers: Vec<_> = ins
+            .iter()
+            .enumerate()
+            .map(|(p, c)| {
+                let c = Arc::clone(c);
+                thread::spawn(move || {
+                    for i in 0..300 {
+                        send(&c, p as u64 * 1000 + i);
+                    }
+                    if p == 1 {
+                        c.close_with(Some(99));
+                    } else {
+                        c.close();
+                    }
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        while let Ok(v) = recv(&out) {
+            got.push(v);
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        fwd.join().unwrap();
+        for p in 0..3u64 {
+            let mine: Vec<u64> = got.iter().copied().filter(|v| v / 1000 == p).collect();
+            assert_eq!(mine, (0..300).map(|i| p * 1000 + i).collect::<Vec<_>>());
+        }
+        assert_eq!(out.close_reason().as_deref(), Some(&99));
+    }
+
+    #[test]
+    fn forward_stops_when_its_output_is_closed() {
+        let input = Arc::new(Channel::<u8>::new(Capacity::Unbounded));
+        let out = Arc::new(Channel::new(Capacity::Unbounded));
+        let (i2, o2) = (Arc::clone(&input), Arc::clone(&out));
+        let fwd = thread::spawn(move || forward(vec![&*i2], &o2, &mut never()));
+        input.try_send(1).unwrap();
+        assert_eq!(recv(&out), Ok(1));
+        out.close();
+        fwd.join().unwrap();
+        assert!(!input.is_closed());
+        input.try_send(2).unwrap();
+        assert_eq!(
+            input.try_recv(),
+            Ok(2),
+            "nothing is forwarded after the output closed"
+        );
+    }
+
+    #[test]
+    fn after_fork_forgets_offers_and_waiters() {
+        let c = Arc::new(Channel::<u8>::new(Capacity::Rendezvous));
+        let c2 = Arc::clone(&c);
+        let soon = Some(Instant::now() + Duration::from_millis(200));
+        let s = thread::spawn(move || c2.send(1, soon, &mut never()));
+        while c.waiting_senders() == 0 {
+            thread::yield_now();
+        }
+        assert_eq!(c.after_fork(), Some(vec![1]));
+        assert_eq!((c.waiting_senders(), c.unfinished()), (0, 0));
+        // The sender (a thread that would not exist in a real child) then finds its offer gone
+        // and reports success: acceptable only because after_fork runs where it does not exist.
+        let _ = s.join().unwrap();
     }
 }

@@ -3,7 +3,7 @@
 //! `workers` runs at once on a shared thread pool instead of owning a thread, so thousands of
 //! subscribers do not cost thousands of OS threads.
 
-use parking_lot::{Condvar, Mutex};
+use crate::core::sync::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};

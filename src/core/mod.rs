@@ -5,5 +5,6 @@ pub mod mailbox;
 pub mod pool;
 pub mod ratelimit;
 pub mod semaphore;
+pub mod sync;
 pub mod topic;
 pub mod wait;

@@ -2,8 +2,8 @@
 //! `max_workers` threads that are started on demand. Knows nothing about Python: the binding
 //! supplies the worker body, which decides how jobs run (e.g. attached to the interpreter).
 
+use crate::core::sync::{Condvar, Mutex, RwLock};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
-use parking_lot::{Condvar, Mutex, RwLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};

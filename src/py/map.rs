@@ -12,10 +12,10 @@
 //! started skip.
 
 use crate::core::pool::Counters;
+use crate::core::sync::{Condvar, Mutex};
 use crate::py::errors;
 use crate::py::pool::{enqueue, CorePool, Ext, Task};
 use crate::py::runtime;
-use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
 use pyo3::types::{PyIterator, PyTuple};
 use std::collections::VecDeque;

@@ -5,12 +5,12 @@
 //! attached: a full bounded queue is waited on detached, in slices, so Ctrl-C gets through.
 
 use crate::core::pool::{Counters, Next, Pool, Rejected, Worker};
+use crate::core::sync::{Mutex, RwLock};
 use crate::py::errors;
 use crate::py::future;
 use crate::py::map::{self, ChunkJob, MapIterator, Runner};
 use crate::py::ratelimit::TokenBucket;
 use crate::py::runtime::{self, Stoppable, SLICE};
-use parking_lot::{Mutex, RwLock};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;

@@ -6,11 +6,11 @@
 use crate::core::broker::{Broker, SubOptions, Subscription as CoreSub};
 use crate::core::mailbox::{Overflow, Push};
 use crate::core::pool::{Next, Pool, Worker};
+use crate::core::sync::RwLock;
 use crate::core::topic;
 use crate::py::errors;
 use crate::py::ratelimit::TokenBucket;
 use crate::py::runtime::{self, SLICE};
-use parking_lot::RwLock;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -300,8 +300,8 @@ impl BusInner {
 /// without close() leaves its dispatch threads delivering until its queues are empty.
 mod exit {
     use super::{BusInner, Dispatch};
+    use crate::core::sync::Mutex;
     use crate::py::runtime::{self, Stoppable};
-    use parking_lot::Mutex;
     use pyo3::prelude::*;
     use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
     use std::sync::{Arc, OnceLock, Weak};

@@ -1,7 +1,7 @@
 //! Process-wide rules every binding follows: stop native workers before the interpreter
 //! finalizes, refuse objects inherited across fork(), and wait in slices so Ctrl-C gets through.
 
-use parking_lot::Mutex;
+use crate::core::sync::Mutex;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,7 +60,7 @@ pub fn _shutdown_all(py: Python<'_>) {
 
 thread_local! {
     // The registry guard held across fork() by the forking thread (its TLS survives in the child).
-    static HELD: std::cell::RefCell<Option<parking_lot::MutexGuard<'static, Registry>>> =
+    static HELD: std::cell::RefCell<Option<crate::core::sync::MutexGuard<'static, Registry>>> =
         const { std::cell::RefCell::new(None) };
 }
 

@@ -1,0 +1,429 @@
+"""Channels at the process level, each scenario in a fresh interpreter: Ctrl-C
+(_thread.interrupt_main) while blocked in every kind of wait, fork() children, and interpreter
+exit while threads are blocked on channels.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+
+import pytest
+from helpers import assert_clean_exit, run_py
+
+# ------------------------------------------------------------------------------------ Ctrl-C
+
+INTERRUPT_PRELUDE = """
+import _thread, os, queue, sys, threading, time, chanpool
+from chanpool import Channel, Closed, select
+MAIN = threading.main_thread().ident
+
+def blocked_at(fn):
+    code = fn.__code__
+    def pred():
+        f = sys._current_frames().get(MAIN)
+        return f is not None and f.f_code is code and f.f_lineno == code.co_firstlineno + 1
+    return pred
+
+def interrupt_when(pred):
+    '''Once the main thread is seen blocked (pred, continuously for 0.1 s), Ctrl-C it.'''
+    def run():
+        deadline = time.monotonic() + 20
+        since = None
+        while True:
+            if time.monotonic() > deadline:
+                print("main thread never blocked", flush=True)
+                os._exit(3)
+            if pred():
+                since = since or time.monotonic()
+                if time.monotonic() - since >= 0.1:
+                    break
+            else:
+                since = None
+            time.sleep(0.002)
+        _thread.interrupt_main()
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+def expect_interrupt(fn):
+    t0 = time.monotonic()
+    try:
+        fn()
+    except KeyboardInterrupt:
+        took = time.monotonic() - t0
+        assert took < 15, took
+        return
+    print("no KeyboardInterrupt", flush=True)
+    os._exit(4)
+
+def interrupted(fn):
+    interrupt_when(blocked_at(fn))
+    expect_interrupt(fn)
+"""
+
+INTERRUPT_SCENARIOS = {
+    "recv_unbuffered": """
+c = Channel(0)
+def op():
+    return c.recv()
+interrupted(op)
+t = threading.Thread(target=c.send, args=("after",)); t.start()
+assert c.recv(timeout=30) == "after"; t.join()
+print("ok")
+""",
+    "recv_buffered_and_iteration": """
+c = Channel(4)
+def op():
+    return c.recv()
+interrupted(op)
+def it():
+    return next(iter(c))
+interrupted(it)
+c.send(1)
+assert c.recv() == 1 and len(c) == 0
+print("ok")
+""",
+    "send_full": """
+c = Channel(1)
+c.send("first")
+def op():
+    c.send("blocked")
+interrupted(op)
+assert len(c) == 1 and c.recv() == "first"
+assert c.try_recv() == (None, False)   # the interrupted value was not sent
+print("ok")
+""",
+    "send_unbuffered": """
+c = Channel(0)
+def op():
+    c.send("blocked")
+interrupted(op)
+assert c.try_recv() == (None, False)   # the offer was withdrawn
+got = []
+t = threading.Thread(target=lambda: got.append(c.recv())); t.start()
+c.send("next"); t.join()
+assert got == ["next"]
+print("ok")
+""",
+    "queue_get_and_put": """
+q = Channel(1)
+def get():
+    return q.get()
+interrupted(get)
+q.put(1)
+def put():
+    q.put(2)
+interrupted(put)
+assert q.qsize() == 1 and q.get_nowait() == 1
+print("ok")
+""",
+    "queue_join": """
+q = Channel(None)
+q.put(1)
+def op():
+    q.join()
+interrupted(op)
+q.get(); q.task_done(); q.join()
+print("ok")
+""",
+    "select_recv_and_send": """
+a, b = Channel(0), Channel(1)
+b.send("full")
+def op():
+    return select([a, (b, "blocked")])
+interrupted(op)
+assert b.recv() == "full" and b.try_recv() == (None, False)
+def with_timeout():
+    return select([a], timeout=120)
+interrupted(with_timeout)
+print("ok")
+""",
+    "fan_in_output": """
+a = Channel(0)
+out = chanpool.fan_in(a)
+def op():
+    return out.recv()
+interrupted(op)
+t = threading.Thread(target=a.send, args=(5,)); t.start()
+assert out.recv(timeout=30) == 5; t.join()
+print("ok")
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(INTERRUPT_SCENARIOS))
+def test_ctrl_c_interrupts_a_blocked_wait(name):
+    proc = run_py(INTERRUPT_PRELUDE + INTERRUPT_SCENARIOS[name], timeout=45)
+    assert_clean_exit(proc, "ok")
+
+
+def test_ctrl_c_does_not_disturb_other_threads_waits():
+    """Only the main thread sees signals: a worker thread blocked in recv keeps waiting and still
+    gets its value after the main thread was interrupted."""
+    proc = run_py(
+        INTERRUPT_PRELUDE
+        + """
+c, mine = Channel(0), Channel(0)
+got = []
+t = threading.Thread(target=lambda: got.append(c.recv()), daemon=True); t.start()
+def op():
+    return mine.recv()
+interrupted(op)
+c.send("still waiting"); t.join(30)
+assert got == ["still waiting"]
+print("ok")
+""",
+        timeout=45,
+    )
+    assert_clean_exit(proc, "ok")
+
+
+# ------------------------------------------------------------------------------------ fork
+
+FORK_PRELUDE = """
+import os, sys, time, threading, chanpool
+from chanpool import Channel, Closed
+def wait_child(pid, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        r, status = os.waitpid(pid, os.WNOHANG)
+        if r:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            return "hung"
+        time.sleep(0.01)
+def in_child(fn):
+    pid = os.fork()
+    if pid == 0:
+        import signal
+        signal.alarm(20)      # a hang ends the child (the parent then sees a signal exit)
+        code = 1
+        try:
+            code = fn()
+        except BaseException as e:
+            print("child:", type(e).__name__, e, flush=True)
+        os._exit(code)
+    return wait_child(pid)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_child_gets_a_copy_and_forgets_blocked_threads():
+    proc = run_py(
+        FORK_PRELUDE
+        + """
+buf = Channel(None)
+for i in range(5):
+    buf.send(i)
+receiving = Channel(0)                    # a parent thread is blocked in recv()
+r = threading.Thread(target=lambda: print("parent got", receiving.recv(), flush=True))
+r.start()
+sending = Channel(0)                      # a parent thread is blocked in an unbuffered send
+s = threading.Thread(target=lambda: sending.send("from parent thread"))
+s.start()
+src = Channel(None)
+merged = chanpool.fan_in(src)
+src.send("forwarded")
+assert merged.recv(timeout=30) == "forwarded"
+def in_call(t):
+    f = sys._current_frames().get(t.ident)
+    return f is not None and f.f_code.co_name == "<lambda>"
+deadline = time.monotonic() + 30
+while not (in_call(r) and in_call(s)) and time.monotonic() < deadline:
+    time.sleep(0.001)
+
+def child():
+    code = 0
+    if [buf.recv() for _ in range(5)] != [0, 1, 2, 3, 4] or len(buf) != 0:
+        code |= 1
+    # The parent's blocked receiver does not exist here: a send cannot hand over to it.
+    if receiving.try_send("nobody") is not False:
+        code |= 2
+    # The parent's blocked sender's value is not offered here.
+    if sending.try_recv() != (None, False):
+        code |= 4
+    # The fan_in forwarder does not exist here: its output is closed.
+    if list(merged) != [] or not merged.closed:
+        code |= 8
+    c = Channel(2)
+    t = threading.Thread(target=lambda: [c.send(i) for i in range(100)] and c.close())
+    t.start()
+    if list(c) != list(range(100)):
+        code |= 16
+    t.join()
+    return code
+
+print("child exit code:", in_child(child))
+assert [buf.recv() for _ in range(5)] == [0, 1, 2, 3, 4]    # the parent's copy is intact
+receiving.send("y")
+r.join(30)
+assert sending.recv(timeout=30) == "from parent thread"
+s.join(30)
+src.send("again")
+assert merged.recv(timeout=30) == "again"
+print("parent ok")
+""",
+        dump_on_hang=False,
+    )
+    assert_clean_exit(proc)
+    lines = proc.stdout.strip().splitlines()
+    assert lines == ["child exit code: 0", "parent got y", "parent ok"], proc.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_while_threads_hammer_a_channel_never_hangs_the_child():
+    """Forks while other threads are inside channel operations: in the child the channel either
+    works or raises RuntimeError (its lock was held at fork); it never hangs."""
+    proc = run_py(
+        FORK_PRELUDE
+        + """
+c = Channel(8)
+stop = threading.Event()
+def produce():
+    i = 0
+    while not stop.is_set():
+        try:
+            c.send(i, timeout=0.01)
+        except TimeoutError:
+            pass
+        i += 1
+def consume():
+    while not stop.is_set():
+        try:
+            c.recv(timeout=0.01)
+        except TimeoutError:
+            pass
+threads = [threading.Thread(target=f) for f in (produce, produce, consume)]
+for t in threads:
+    t.start()
+def child():
+    try:
+        for i in range(20):
+            c.try_send(i)
+            c.try_recv()
+        c.close()
+        list(c)
+        return 0
+    except RuntimeError as e:
+        return 0 if "fork" in str(e) else 5
+codes = [in_child(child) for _ in range(20)]
+stop.set()
+for t in threads:
+    t.join()
+print("codes:", sorted(set(codes)))
+""",
+        dump_on_hang=False,
+        timeout=120,
+    )
+    assert_clean_exit(proc)
+    assert proc.stdout.strip().splitlines()[-1] == "codes: [0]", proc.stdout
+
+
+# ------------------------------------------------------------------------------------ exit
+
+EXIT_SCENARIOS = {
+    "daemon_threads_blocked": """
+import threading, chanpool
+from chanpool import Channel, select
+full = Channel(1); full.send(0)
+chans = [Channel(0), Channel(4), Channel(None), full, Channel(0)]
+jq = Channel(None); jq.put(1)
+targets = [chans[0].recv, chans[1].recv, lambda: chans[3].send(1), lambda: chans[4].send(2),
+           lambda: select([chans[0], chans[2]]), jq.join, lambda: list(chans[2]),
+           lambda: chanpool.fan_in(chans[0]).recv()]
+started = threading.Barrier(len(targets) + 1)
+def run(f):
+    started.wait()
+    f()
+for f in targets:
+    threading.Thread(target=run, args=(f,), daemon=True).start()
+started.wait()
+print("exiting")
+""",
+    "daemon_threads_busy_during_exit": """
+import threading, chanpool
+from chanpool import Channel, Closed
+c = Channel(16)
+u = Channel(0)
+def produce(ch):
+    i = 0
+    while True:
+        ch.send(i)
+        i += 1
+def consume(ch):
+    for _ in ch:
+        pass
+for ch in (c, u):
+    for f in (produce, produce, consume, consume):
+        threading.Thread(target=f, args=(ch,), daemon=True).start()
+while len(c) == 0:
+    pass
+print("exiting")
+""",
+    "fan_in_running": """
+import threading, chanpool
+from chanpool import Channel
+ins = [Channel(2) for _ in range(3)]
+out = chanpool.fan_in(*ins, capacity=1)
+def produce(ch):
+    while True:
+        ch.send(object())
+for ch in ins:
+    threading.Thread(target=produce, args=(ch,), daemon=True).start()
+out.recv()
+print("exiting")
+""",
+    "close_from_atexit_before_chanpool_hook": """
+import atexit, threading, chanpool
+from chanpool import Channel
+c = Channel(0)
+done = threading.Event()
+def waiter():
+    done.set()
+    for _ in c:
+        pass
+threading.Thread(target=waiter, daemon=True).start()
+done.wait()
+atexit.register(c.close)   # runs before chanpool's own exit hook (LIFO)
+print("exiting")
+""",
+    # The woken daemon threads re-attach while the interpreter exits (CPython ends them).
+    "close_from_atexit_after_chanpool_hook": """
+import atexit, threading
+chans = []
+def close_all():
+    for c in chans:
+        c.close()
+atexit.register(close_all)   # registered first: runs after chanpool's exit hook
+from chanpool import Channel, select
+chans.extend([Channel(0), Channel(1), Channel(0)])
+chans[1].send("full")
+started = threading.Barrier(4)
+def run(f):
+    started.wait()
+    try:
+        f()
+    except Exception:
+        pass
+for f in (chans[0].recv, lambda: chans[1].send(2), lambda: select([chans[2]])):
+    threading.Thread(target=run, args=(f,), daemon=True).start()
+started.wait()
+print("exiting")
+""",
+}
+
+
+def _run_exit_scenario(name, repeat):
+    with cf.ThreadPoolExecutor(2) as ex:
+        procs = list(ex.map(lambda _: run_py(EXIT_SCENARIOS[name], timeout=45), range(repeat)))
+    for proc in procs:
+        assert_clean_exit(proc, "exiting")
+        assert proc.stderr == "", proc.stderr
+
+
+@pytest.mark.parametrize("name", sorted(EXIT_SCENARIOS))
+def test_interpreter_exit_with_threads_on_channels(name):
+    _run_exit_scenario(name, repeat=6)
