@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("speed-up = Python ms / chanpool ms (best run; above 1 means chanpool was faster).")
     print("Work that holds the GIL (pure-Python CPU loops) is no faster on any thread pool.")
-    print(f"Tour time: {total:.1f} s. Full benchmarks: bench/pool.py, pubsub.py, ratelimit.py")
+    print(f"Tour time: {total:.1f} s. Full benchmarks: make bench (bench/*.py)")
     if args.plot:
         plot(rows, args.plot)
         print(f"Wrote {args.plot}")
