@@ -6,7 +6,7 @@ VPY    := $(VENV)/bin/python
 # maturin builds into the venv found in VIRTUAL_ENV.
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: demo test build dev lint fmt rust-test py-test bench clean
+.PHONY: demo test build dev lint fmt rust-test py-test notebooks bench clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,8 @@ $(VPY):
 	$(VPY) -m pip install -q "maturin>=1.16,<2"
 
 $(VENV)/.dev: $(VPY) pyproject.toml
-	$(VPY) -m pip install -q "pytest>=7" "ruff>=0.6" "mypy>=1.10" "hypothesis>=6"
+	$(VPY) -m pip install -q "pytest>=7" "ruff>=0.6" "mypy>=1.10" "hypothesis>=6" \
+		"nbclient>=0.7" "nbformat>=5.7" "ipykernel>=6.20" "matplotlib>=3.5"
 	touch $@
 
 build: $(VPY)
@@ -40,6 +41,11 @@ py-test: dev
 	$(VPY) -m pytest tests -q
 
 test: dev lint rust-test py-test
+
+# Runs every notebook top to bottom on the venv's kernel (also part of py-test); CHANPOOL_NB_SCALE
+# scales the sizes up for real measurements.
+notebooks: dev
+	$(VPY) -m pytest tests/test_notebooks.py -q
 
 bench: build
 	$(VPY) -m pip install -q blinker pyee   # the pub/sub benchmark's synchronous anchors

@@ -1,9 +1,12 @@
-"""``python -m chanpool``: a short tour of chanpool next to concurrent.futures.ThreadPoolExecutor.
+"""``python -m chanpool``: a short tour of every pattern, next to its Python-threading equivalent.
 
-    python -m chanpool [--n 20000] [--repeat 3] [--plot FILE.png]
+    python -m chanpool [--scale 1.0] [--repeat 3] [--plot FILE.png]
 
-Runs small versions of the benchmark in bench/pool.py (a few seconds), prints the table, then
-shows two Go-style extras: a bounded queue that pushes back, and stats().
+Each pattern (worker pool, pub/sub, channels and select, fan-out and pipelines, context
+deadlines and cancellation, token bucket and semaphore, inventory manager) runs a small piece
+of work with chanpool and the same work with the standard library, checks that both got the
+right answer, says what happened, and adds a row to the comparison table. A few seconds in all;
+``--scale`` makes every case bigger for steadier figures. Full benchmarks live in bench/.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import textwrap
 import threading
 import time
 from typing import Any
@@ -26,48 +30,39 @@ def _have_matplotlib() -> bool:
     return True
 
 
-def plot(rows: list[_bench.Row], path: str) -> None:
-    """A bar chart (log scale, ms) of ThreadPoolExecutor vs chanpool for each case."""
+def plot(rows: list[_bench.TourRow], path: str) -> None:
+    """Horizontal bars (log scale): how many times faster than the Python equivalent."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [r.case for r in rows]
-    xs = list(range(len(rows)))
-    width = 0.38
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    tpe = ax.bar(
-        [x - width / 2 for x in xs],
-        [r.tpe * 1e3 for r in rows],
-        width,
-        label="ThreadPoolExecutor",
-        color="#9e9e9e",
-    )
-    cp = ax.bar(
-        [x + width / 2 for x in xs],
-        [r.chanpool * 1e3 for r in rows],
-        width,
-        label="chanpool.WorkerPool",
-        color="#d9480f",
-    )
-    ax.bar_label(tpe, fmt="%.1f", fontsize=8)
-    ax.bar_label(cp, labels=[f"{r.chanpool * 1e3:.1f}\n{r.ratio:.2f}x" for r in rows], fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylabel("ms (best run, lower is better)")
-    ax.set_xticks(xs)
-    ax.set_xticklabels([f"{label}\n(n={r.n:,})" for label, r in zip(labels, rows)], fontsize=8)
-    ax.set_title("chanpool vs concurrent.futures.ThreadPoolExecutor")
-    ax.legend()
-    ax.margins(y=0.25)
+    labels = [f"{r.pattern}: {r.case}\nvs {r.python}" for r in rows]
+    ratios = [r.ratio for r in rows]
+    ys = list(range(len(rows)))[::-1]
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.5))
+    # Within 10% either way is "the same" on a shared 2-core machine.
+    colors = ["#d9480f" if x >= 1.1 else "#868e96" if x > 1 / 1.1 else "#1c7ed6" for x in ratios]
+    bars = ax.barh(ys, ratios, color=colors)
+    notes = [
+        f" {x:.2f}x  ({r.python_s * 1e3:.1f} → {r.chanpool_s * 1e3:.1f} ms)"
+        for x, r in zip(ratios, rows)
+    ]
+    ax.bar_label(bars, labels=notes, fontsize=7)
+    ax.axvline(1, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yticks(ys)
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_xlabel("speed-up = Python ms / chanpool ms (log scale; right of 1 = chanpool faster)")
+    ax.set_title("chanpool vs the Python-threading equivalent, same work")
+    ax.margins(x=0.35)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def extras() -> None:
-    """Backpressure from a bounded queue, and the pool's counters."""
-    print("Go-style extras")
+def backpressure(say: _bench.Say) -> None:
+    """A bounded queue that pushes back: what ThreadPoolExecutor does not have."""
     started, release = threading.Event(), threading.Event()
 
     def blocker() -> str:
@@ -81,53 +76,72 @@ def extras() -> None:
             started.wait()
             queued: list[Any | None] = [pool.try_submit(pow, 2, k) for k in (10, 20)]
             full = pool.try_submit(pow, 2, 30)
-            print("  WorkerPool(max_workers=1, queue_size=2): 1 running, 2 queued by try_submit()")
-            print(f"  try_submit() on the full queue returned {full!r} (nothing was queued)")
             threading.Timer(0.05, release.set).start()
             t0 = time.perf_counter()
             late = pool.submit(pow, 2, 40)
             waited = (time.perf_counter() - t0) * 1e3
-            print(f"  submit() on the full queue blocked {waited:.0f} ms, until a slot freed up")
         finally:
             release.set()
-        done = [f.result() for f in queued if f is not None]
-        print(f"  results: {[first.result(), *done, late.result()]}")
-        print(f"  stats(): {pool.stats()}")
+        results = [first.result(), *(f.result() for f in queued if f is not None), late.result()]
+        stats = pool.stats()
+    say(
+        f"backpressure: WorkerPool(max_workers=1, queue_size=2) with 1 running and 2 queued:"
+        f" try_submit() returned {full!r}, submit() waited {waited:.0f} ms for a slot;"
+        f" results {results}; stats() completed={stats['completed']}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m chanpool", description="chanpool vs ThreadPoolExecutor, a short tour"
+        prog="python -m chanpool",
+        description="A tour of chanpool's patterns next to their Python-threading equivalents",
     )
-    parser.add_argument("--n", type=int, default=20_000, help="items for map and submit")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every case's size (default 1)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="rounds per case (best is kept)")
-    parser.add_argument("--plot", metavar="FILE", help="write a PNG bar chart (needs matplotlib)")
+    parser.add_argument("--plot", metavar="FILE", help="write a PNG chart (needs matplotlib)")
     args = parser.parse_args(argv)
+    if args.scale <= 0:
+        parser.error("--scale must be > 0")
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
     if args.plot and not _have_matplotlib():
         print(
-            "--plot needs matplotlib, which is not importable here: pip install matplotlib",
+            "--plot needs matplotlib, which is not installed here: pip install matplotlib"
+            " (or run without --plot)",
             file=sys.stderr,
         )
         return 2
 
     env = _bench.environment()
-    workers = env["default_max_workers"]["chanpool"]
-    print(f"chanpool {env['chanpool']}: Go-style worker pools on native threads")
+    print(f"chanpool {env['chanpool']}: Go's concurrency patterns on native threads")
     print(
-        f"{env['implementation']} {env['python']}, {env['cpus']} CPUs, default max_workers="
-        f"{workers}, best of {args.repeat}; trivial task is `def f(x): return x`"
+        f"{env['implementation']} {env['python']}, {env['cpus']} CPUs, best of {args.repeat},"
+        f" scale {args.scale:g}; every case checks its answers"
     )
     print()
-    sizes = _bench.Sizes(n=args.n, sleep_tasks=200, repeat=args.repeat)
-    rows = _bench.run_cases(sizes)
-    print(_bench.format_table(rows))
+    sizes = _bench.TourSizes(scale=args.scale, repeat=args.repeat)
+    wrap = textwrap.TextWrapper(width=100, initial_indent="  ", subsequent_indent="    ")
+
+    def say(line: str) -> None:
+        print(wrap.fill(line), flush=True)
+
+    start = time.perf_counter()
+    rows: list[_bench.TourRow] = []
+    for step in _bench.TOUR:
+        rows += step(sizes, say)
+        if step is _bench.tour_pool:
+            backpressure(say)
+    total = time.perf_counter() - start
     print()
-    print("ratio = ThreadPoolExecutor ms / chanpool ms; full benchmark: python bench/pool.py")
+    print(_bench.format_tour(rows))
     print()
-    extras()
+    print("speed-up = Python ms / chanpool ms (best run; above 1 means chanpool was faster).")
+    print("Work that holds the GIL (pure-Python CPU loops) is no faster on any thread pool.")
+    print(f"Tour time: {total:.1f} s. Full benchmarks: make bench (bench/*.py)")
     if args.plot:
         plot(rows, args.plot)
-        print()
         print(f"Wrote {args.plot}")
     return 0
 
