@@ -29,8 +29,8 @@ demo: build
 lint: $(VENV)/.dev
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests bench
-	$(VENV)/bin/ruff format --check python tests bench
+	$(VENV)/bin/ruff check python tests bench notebooks
+	$(VENV)/bin/ruff format --check python tests bench notebooks
 	$(VPY) -m mypy.stubtest chanpool._core --allowlist stubtest-allowlist.txt
 	$(VPY) -m mypy python/chanpool
 
@@ -53,7 +53,7 @@ bench: build
 
 fmt: $(VENV)/.dev
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests bench
+	$(VENV)/bin/ruff format python tests bench notebooks
 
 clean:
 	rm -rf $(VENV) target python/chanpool/*.so
