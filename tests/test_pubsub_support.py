@@ -12,12 +12,11 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
-import traceback
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
 import chanpool
 import pytest
+from helpers import all_stacks, wait_until, watchdog  # noqa: F401 (re-exported)
 
 # Upper bound for anything that "must finish": a deadlock detector, never a synchronisation.
 WATCHDOG = 30.0
@@ -36,43 +35,7 @@ BUS_STATS_KEYS = {
 SUB_STATS_KEYS = {"delivered", "dropped", "pending", "errors", "active"}
 
 
-def all_stacks() -> str:
-    out = []
-    names = {t.ident: t.name for t in threading.enumerate()}
-    for ident, frame in sys._current_frames().items():
-        out.append(f"--- thread {names.get(ident, ident)} ---")
-        out.append("".join(traceback.format_stack(frame)))
-    return "\n".join(out)
-
-
-def watchdog(fn: Callable[[], Any], timeout: float = WATCHDOG, what: str = "scenario") -> Any:
-    """Runs fn() in a daemon thread; fails the test if it has not finished after `timeout` s."""
-    box: dict = {}
-
-    def target() -> None:
-        try:
-            box["result"] = fn()
-        except BaseException as e:
-            box["error"] = e
-
-    t = threading.Thread(target=target, name=f"watchdog-{what}", daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        pytest.fail(f"{what} did not finish within {timeout} s (deadlock?)\n{all_stacks()}")
-    if "error" in box:
-        raise box["error"]
-    return box.get("result")
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = WATCHDOG, what: str = "condition"):
-    """Polls pred() for states nothing can signal (a thread parked inside a native call, a
-    counter inside the extension); the poll interval plays no part in any ordering argument."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}\n{all_stacks()}")
-        time.sleep(0.0005)
+# watchdog, wait_until and all_stacks are the suite's shared ones (tests/helpers.py).
 
 
 def blocked_in(thread: threading.Thread, code: Any) -> bool:
