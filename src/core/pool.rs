@@ -129,11 +129,7 @@ impl<J: Send + 'static> Worker<J> {
                 self.pool.taken.fetch_add(1, Ordering::Relaxed);
                 if self.early_token.swap(false, Ordering::Relaxed) {
                     // Busy again after all: take back the token if no submit used it.
-                    let _ = self.pool.idle_tokens.fetch_update(
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                        |n| n.checked_sub(1),
-                    );
+                    self.pool.take_idle_token();
                 }
                 Next::Job(j)
             }
@@ -235,52 +231,44 @@ impl<J: Send + 'static> Pool<J> {
     /// Queues a job without blocking.
     /// `weight` is how many tasks the job carries (a map chunk carries several), for the counters.
     pub fn try_submit(self: &Arc<Self>, job: J, weight: u64) -> Result<(), Rejected<J>> {
-        let r = {
-            let tx = self.tx.read();
-            match tx.as_ref() {
-                None => return Err(Rejected::Closed(job)),
-                Some(tx) => tx.try_send(job),
-            }
+        self.try_enqueue(job)?;
+        self.accepted(weight);
+        Ok(())
+    }
+
+    /// The queueing half of try_submit and requeue; the sender lock is released on return,
+    /// before any thread is started.
+    fn try_enqueue(&self, job: J) -> Result<(), Rejected<J>> {
+        let tx = self.tx.read();
+        let Some(tx) = tx.as_ref() else {
+            return Err(Rejected::Closed(job));
         };
-        match r {
-            Ok(()) => {
-                self.accepted(weight);
-                Ok(())
-            }
-            Err(TrySendError::Full(j)) => Err(Rejected::Full(j)),
-            Err(TrySendError::Disconnected(j)) => Err(Rejected::Closed(j)),
-        }
+        tx.try_send(job).map_err(|e| match e {
+            TrySendError::Full(j) => Rejected::Full(j),
+            TrySendError::Disconnected(j) => Rejected::Closed(j),
+        })
+    }
+
+    /// Takes one idle token if there is one: a waiting worker will take the job just queued.
+    fn take_idle_token(&self) -> bool {
+        self.idle_tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// Queues a job without ever starting a thread: for a worker handing work back to its own
     /// pool. That worker comes back to the queue right after, so a new thread would only add
     /// another runner fighting for the same work (and, in Python, for the GIL).
     pub fn requeue(self: &Arc<Self>, job: J, weight: u64) -> Result<(), Rejected<J>> {
-        let r = {
-            let tx = self.tx.read();
-            match tx.as_ref() {
-                None => return Err(Rejected::Closed(job)),
-                Some(tx) => tx.try_send(job),
-            }
-        };
-        match r {
-            Ok(()) => {
-                self.counters.submitted.fetch_add(weight, Ordering::Relaxed);
-                // An idle worker, if any, takes this job: its token must not make a later
-                // submit count on it.
-                let took_token = self
-                    .idle_tokens
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-                    .is_ok();
-                if !took_token {
-                    // The worker coming back may take another job that blocks.
-                    self.arm_monitor();
-                }
-                Ok(())
-            }
-            Err(TrySendError::Full(j)) => Err(Rejected::Full(j)),
-            Err(TrySendError::Disconnected(j)) => Err(Rejected::Closed(j)),
+        self.try_enqueue(job)?;
+        self.counters.submitted.fetch_add(weight, Ordering::Relaxed);
+        // An idle worker, if any, takes this job: its token must not make a later submit
+        // count on it.
+        if !self.take_idle_token() {
+            // The worker coming back may take another job that blocks.
+            self.arm_monitor();
         }
+        Ok(())
     }
 
     /// Waits up to `timeout` for room in a bounded queue. Callers loop over short slices so
@@ -315,11 +303,7 @@ impl<J: Send + 'static> Pool<J> {
     fn accepted(self: &Arc<Self>, n: u64) {
         self.counters.submitted.fetch_add(n, Ordering::Relaxed);
         // Like ThreadPoolExecutor: start a thread only when no worker is waiting for work.
-        let took_token = self
-            .idle_tokens
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok();
-        if !took_token {
+        if !self.take_idle_token() {
             let eager = self.eager.load(Ordering::Acquire);
             if !matches!(self.spawn_below(eager), Ok(true)) && eager < self.max_workers {
                 self.arm_monitor();

@@ -58,22 +58,9 @@ impl Ext {
     /// Waits (GIL released) for the rate limit's next token. False when the pool started
     /// discarding its pending work meanwhile: the caller cancels instead of running.
     pub fn pace(&self, py: Python<'_>) -> bool {
-        let Some(bucket) = &self.rate else {
-            return true;
-        };
-        loop {
-            if self.discarding() {
-                return false;
-            }
-            // Short waits, so shutdown(cancel_futures=True) and exit are not held up.
-            match bucket.get().take_one(py, Some(PACE_SLICE)) {
-                Ok(true) => return true,
-                Ok(false) => {}
-                Err(e) => {
-                    errors::log_exception(py, "chanpool: rate limit wait failed", e);
-                    return !self.discarding();
-                }
-            }
+        match &self.rate {
+            None => true,
+            Some(bucket) => bucket.get().pace(py, || self.discarding()),
         }
     }
 
@@ -335,9 +322,6 @@ impl WorkerPool {
         &self.ext
     }
 }
-
-/// How long a rate-limited worker waits for a token before looking at the pool's state again.
-const PACE_SLICE: f64 = 0.05;
 
 /// `rate_limit=`: a TokenBucket (shareable between pools), or calls per second (a bucket with
 /// burst 1, so calls are spread evenly).

@@ -467,7 +467,12 @@ fn run_turn(py: Python<'_>, pool: &Arc<Dispatch>, sub: Arc<Sub>) {
             return; // the run has ended; the next publish schedules a new one
         };
         if let Some(bucket) = &rate {
-            if !pace(py, &sub, bucket) {
+            // Stop holding the message once the subscription ends (unsubscribed, or the bus
+            // closing past any drain) or the interpreter exits.
+            if !bucket
+                .get()
+                .pace(py, || runtime::exiting() || sub.mailbox.is_closed())
+            {
                 sub.count_dropped(1);
                 sub.mailbox.end_run();
                 return;
@@ -485,26 +490,6 @@ fn run_turn(py: Python<'_>, pool: &Arc<Dispatch>, sub: Arc<Sub>) {
             match pool.requeue(Arc::clone(&sub), 0) {
                 Ok(()) => return,
                 Err(_) => done = 0, // closing: finish the queue here
-            }
-        }
-    }
-}
-
-/// Waits (GIL released, in short slices) for a rate-limit token; false if the subscription
-/// ended or the interpreter is exiting meanwhile. A slow limit holds this dispatch thread like a slow handler would, and the
-/// dispatch pool's monitor adds threads for the other subscriptions.
-fn pace(py: Python<'_>, sub: &Sub, bucket: &Py<TokenBucket>) -> bool {
-    loop {
-        // Closed: unsubscribed, or the bus is closing (past any drain): stop holding the message.
-        if runtime::exiting() || sub.mailbox.is_closed() {
-            return false;
-        }
-        match bucket.get().take_one(py, Some(0.05)) {
-            Ok(true) => return true,
-            Ok(false) => {}
-            Err(e) => {
-                errors::log_exception(py, "chanpool: rate limit wait failed", e);
-                return true;
             }
         }
     }

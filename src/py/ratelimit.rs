@@ -12,6 +12,9 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::PyTraverseError;
 use std::sync::{PoisonError, RwLock};
 
+/// How long a rate-limited worker waits for a token before asking whether to stop.
+const PACE_SLICE: f64 = 0.05;
+
 /// A rate limiter: `rate` tokens a second refill a bucket of `burst` tokens, which starts full.
 ///
 /// burst defaults to one second's worth of tokens (ceil(rate), at least 1). Waiters are served
@@ -37,9 +40,24 @@ impl TokenBucket {
         Ok((core, n))
     }
 
-    /// One token for a rate-limited pool worker or subscription.
-    pub(crate) fn take_one(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        self.take(py, Count::ONE, timeout)
+    /// One token for a rate-limited pool worker or subscription, waited for (GIL released) in
+    /// short slices so the caller's `stop` is asked between them: a slow limit must not hold up
+    /// shutdown or exit. False if `stop` said so first. A failed wait is logged and, unless
+    /// stopping, counts as a token: the limit is lost for one call rather than the work.
+    pub(crate) fn pace(&self, py: Python<'_>, stop: impl Fn() -> bool) -> bool {
+        loop {
+            if stop() {
+                return false;
+            }
+            match self.take(py, Count::ONE, Some(PACE_SLICE)) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => {
+                    crate::py::errors::log_exception(py, "chanpool: rate limit wait failed", e);
+                    return !stop();
+                }
+            }
+        }
     }
 
     fn take(&self, py: Python<'_>, n: Count, timeout: Option<f64>) -> PyResult<bool> {
