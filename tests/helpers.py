@@ -182,3 +182,64 @@ def exact(pool, **expected) -> dict:
     got = {k: s[k] for k in expected}
     assert got == expected, f"stats mismatch: expected {expected}, got {got} (full: {s})"
     return s
+
+
+# The start of every Ctrl-C scenario script: a watcher thread sends _thread.interrupt_main()
+# once the main thread has been seen blocked (pred, continuously for 0.1 s), and the script
+# checks that the blocked call raised KeyboardInterrupt soon after.
+CTRL_C_PRELUDE = """
+import _thread, os, sys, threading, time, chanpool
+MAIN = threading.main_thread().ident
+
+def frames():
+    f = sys._current_frames().get(MAIN)
+    while f is not None:
+        yield f
+        f = f.f_back
+
+def blocked_in_function(name):
+    return lambda: any(f.f_code.co_name == name for f in frames())
+
+def blocked_at(code, line):
+    def pred():
+        f = sys._current_frames().get(MAIN)
+        return f is not None and f.f_code is code and f.f_lineno == line
+    return pred
+
+def interrupt_when(pred, extra=lambda: True):
+    def run():
+        deadline = time.monotonic() + 20
+        since = None
+        while True:
+            if time.monotonic() > deadline:
+                print("main thread never blocked", flush=True)
+                os._exit(3)
+            if pred() and extra():
+                since = since or time.monotonic()
+                if time.monotonic() - since >= 0.1:
+                    break
+            else:
+                since = None
+            time.sleep(0.002)
+        _thread.interrupt_main()
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+def expect_interrupt(fn, within=10):
+    t0 = time.monotonic()
+    try:
+        fn()
+    except KeyboardInterrupt:
+        took = time.monotonic() - t0
+        assert took < within, took
+        return took
+    print("no KeyboardInterrupt", flush=True)
+    os._exit(4)
+
+def interrupted(fn):
+    # fn blocks on its first line: Ctrl-C it there.
+    code = fn.__code__
+    interrupt_when(blocked_at(code, code.co_firstlineno + 1))
+    expect_interrupt(fn)
+"""

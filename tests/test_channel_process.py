@@ -9,58 +9,11 @@ import concurrent.futures as cf
 import os
 
 import pytest
-from helpers import assert_clean_exit, run_py
+from helpers import CTRL_C_PRELUDE, assert_clean_exit, run_py
 
 # ------------------------------------------------------------------------------------ Ctrl-C
 
-INTERRUPT_PRELUDE = """
-import _thread, os, queue, sys, threading, time, chanpool
-from chanpool import Channel, Closed, select
-MAIN = threading.main_thread().ident
-
-def blocked_at(fn):
-    code = fn.__code__
-    def pred():
-        f = sys._current_frames().get(MAIN)
-        return f is not None and f.f_code is code and f.f_lineno == code.co_firstlineno + 1
-    return pred
-
-def interrupt_when(pred):
-    '''Once the main thread is seen blocked (pred, continuously for 0.1 s), Ctrl-C it.'''
-    def run():
-        deadline = time.monotonic() + 20
-        since = None
-        while True:
-            if time.monotonic() > deadline:
-                print("main thread never blocked", flush=True)
-                os._exit(3)
-            if pred():
-                since = since or time.monotonic()
-                if time.monotonic() - since >= 0.1:
-                    break
-            else:
-                since = None
-            time.sleep(0.002)
-        _thread.interrupt_main()
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
-
-def expect_interrupt(fn):
-    t0 = time.monotonic()
-    try:
-        fn()
-    except KeyboardInterrupt:
-        took = time.monotonic() - t0
-        assert took < 15, took
-        return
-    print("no KeyboardInterrupt", flush=True)
-    os._exit(4)
-
-def interrupted(fn):
-    interrupt_when(blocked_at(fn))
-    expect_interrupt(fn)
-"""
+INTERRUPT_PRELUDE = CTRL_C_PRELUDE + "import queue\nfrom chanpool import Channel, Closed, select\n"
 
 INTERRUPT_SCENARIOS = {
     "recv_unbuffered": """

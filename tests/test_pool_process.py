@@ -8,7 +8,7 @@ import concurrent.futures as cf
 import os
 
 import pytest
-from helpers import assert_clean_exit, run_py
+from helpers import CTRL_C_PRELUDE, assert_clean_exit, run_py
 
 # ------------------------------------------------------------------------------------ exit
 
@@ -387,55 +387,7 @@ print("parent ok")
 
 # ------------------------------------------------------------------------------------ Ctrl-C
 
-INTERRUPT_PRELUDE = """
-import _thread, os, sys, threading, time, chanpool
-MAIN = threading.main_thread().ident
-
-def frames():
-    f = sys._current_frames().get(MAIN)
-    while f is not None:
-        yield f
-        f = f.f_back
-
-def blocked_in_function(name):
-    return lambda: any(f.f_code.co_name == name for f in frames())
-
-def blocked_at(code, line):
-    def pred():
-        f = sys._current_frames().get(MAIN)
-        return f is not None and f.f_code is code and f.f_lineno == line
-    return pred
-
-def interrupt_when(pred, extra=lambda: True):
-    '''Once the main thread is seen blocked (pred, continuously for 0.1 s), Ctrl-C it.'''
-    def run():
-        deadline = time.monotonic() + 20
-        since = None
-        while True:
-            if time.monotonic() > deadline:
-                print("main thread never blocked", flush=True)
-                os._exit(3)
-            if pred() and extra():
-                since = since or time.monotonic()
-                if time.monotonic() - since >= 0.1:
-                    break
-            else:
-                since = None
-            time.sleep(0.002)
-        _thread.interrupt_main()
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
-
-def expect_interrupt(fn):
-    t0 = time.monotonic()
-    try:
-        fn()
-    except KeyboardInterrupt:
-        return time.monotonic() - t0
-    print("no KeyboardInterrupt", flush=True)
-    os._exit(4)
-"""
+INTERRUPT_PRELUDE = CTRL_C_PRELUDE
 
 INTERRUPT_SCENARIOS = {
     "result": """

@@ -20,7 +20,7 @@ import weakref
 
 import chanpool
 import pytest
-from helpers import WATCHDOG, assert_clean_exit, run_py, wait_until, watchdog
+from helpers import CTRL_C_PRELUDE, WATCHDOG, assert_clean_exit, run_py, wait_until, watchdog
 
 FROZEN = 1e-3  # tokens a second: one every 1000 s, so no refill during a test
 
@@ -414,32 +414,7 @@ def test_decorated_function_cycle_is_collected():
 
 # ---------------------------------------------------------------------------- processes
 
-INTERRUPT_PRELUDE = """
-import _thread, os, threading, time, chanpool
-
-def interrupt_when(pred):
-    '''Ctrl-C the main thread once pred() (it is blocked in line) holds.'''
-    def run():
-        deadline = time.monotonic() + 20
-        while not pred():
-            if time.monotonic() > deadline:
-                print("main thread never blocked", flush=True)
-                os._exit(3)
-            time.sleep(0.002)
-        _thread.interrupt_main()
-    threading.Thread(target=run, daemon=True).start()
-
-def expect_interrupt(fn):
-    t0 = time.monotonic()
-    try:
-        fn()
-    except KeyboardInterrupt:
-        took = time.monotonic() - t0
-        assert took < 10, took
-        return
-    print("no KeyboardInterrupt", flush=True)
-    os._exit(4)
-"""
+INTERRUPT_PRELUDE = CTRL_C_PRELUDE
 
 
 def test_ctrl_c_interrupts_a_blocked_acquire():
