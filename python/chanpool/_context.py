@@ -14,6 +14,7 @@ import concurrent.futures as cf
 import contextvars
 import heapq
 import itertools
+import logging
 import math
 import os
 import sys
@@ -34,6 +35,7 @@ __all__ = [
 
 
 _T = TypeVar("_T")
+logger = logging.getLogger("chanpool")
 
 
 class Cancelled(cf.CancelledError):
@@ -158,9 +160,7 @@ class Context:
             try:
                 fn()
             except Exception:  # a callback must not stop the others
-                import logging
-
-                logging.getLogger("chanpool").exception("context callback failed")
+                logger.exception("context callback failed")
         return True
 
     def _expire(self) -> None:
