@@ -6,7 +6,7 @@ VPY    := $(VENV)/bin/python
 # maturin builds into the venv found in VIRTUAL_ENV.
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: demo test build dev lint fmt rust-test py-test notebooks bench clean
+.PHONY: demo test build dev lint fmt rust-test loom py-test notebooks bench clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,10 +37,17 @@ lint: $(VENV)/.dev
 rust-test:
 	cargo test --quiet
 
+# The hand-written synchronisation under loom's model checker (tests named loom_*), with a
+# bounded number of preemptions so it finishes in minutes; its own target dir keeps the normal
+# build cached.
+loom:
+	RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
+		cargo test --quiet --release --lib loom_
+
 py-test: dev
 	$(VPY) -m pytest tests -q
 
-test: dev lint rust-test py-test
+test: dev lint rust-test loom py-test
 
 # Runs every notebook top to bottom on the venv's kernel (also part of py-test); CHANPOOL_NB_SCALE
 # scales the sizes up for real measurements.

@@ -112,7 +112,7 @@ def run_threads(
 
 def outcomes_from_futures(ops: List[Op], futures: List[cf.Future]) -> List[Outcome]:
     out = []
-    for (kind, p, q), f in zip(ops, futures):
+    for (kind, p, q), f in zip(ops, futures, strict=False):
         exc = f.exception()
         if exc is not None and not isinstance(exc, InsufficientStock):
             raise exc

@@ -384,7 +384,10 @@ def format_grid(header: Tuple[str, ...], lines: List[Tuple[str, ...]]) -> str:
     widths = [max(len(line[i]) for line in grid) for i in range(len(header))]
     out = []
     for j, line in enumerate(grid):
-        cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))]
+        cells = [
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=False))
+        ]
         out.append("  ".join(cells).rstrip())
         if j == 0:
             out.append("  ".join("-" * w for w in widths))

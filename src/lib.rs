@@ -3,8 +3,10 @@
 //! `core` holds the concurrency primitives in plain Rust; `py` adapts them to Python.
 
 pub mod core;
+#[cfg(not(loom))]
 mod py;
 
+#[cfg(not(loom))]
 #[pyo3::pymodule(gil_used = false)]
 mod _core {
     use pyo3::prelude::*;

@@ -517,7 +517,7 @@ def test_dead_letters(make_bus, caplog):
     assert watchdog(bus.close) is True
     letters = [m for m in dead_all]
     assert [m.topic for m in letters] == ["_errors.orders.new"] * 2 + ["_errors.orders.old"]
-    for m, exc, data in zip(letters, flaky.raised, [0, 2, 4]):
+    for m, exc, data in zip(letters, flaky.raised, [0, 2, 4], strict=False):
         assert isinstance(m.data, dict)
         assert set(m.data) == {"topic", "message", "error", "subscription"}
         assert m.data["topic"] == m.topic[len("_errors.") :]
@@ -720,7 +720,10 @@ def test_close_drain_delivers_everything_queued_before_returning(make_bus, gates
     first = Recorder(gate=gate, gate_on=0)
     others = [Recorder() for _ in range(3)]
     subs = [bus.subscribe("d", first, capacity=1000)]
-    subs += [bus.subscribe("d", r, capacity=1000, workers=w) for r, w in zip(others, (1, 2, 4))]
+    subs += [
+        bus.subscribe("d", r, capacity=1000, workers=w)
+        for r, w in zip(others, (1, 2, 4), strict=False)
+    ]
     bus.publish("d", 0)
     first.wait_entered()
     for i in range(1, 500):

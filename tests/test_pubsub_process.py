@@ -91,7 +91,7 @@ def test_interpreter_exit_with_live_subscribers_never_crashes_or_hangs():
     runs = 20
     for batch in range(0, runs, 5):
         procs = [start_py(EXIT_SCRIPT, args=(i % 4,)) for i in range(batch, batch + 5)]
-        for i, p in zip(range(batch, batch + 5), procs):
+        for i, p in zip(range(batch, batch + 5), procs, strict=False):
             res = wait_py(p)
             assert "ok" in res.stdout, f"run {i}: {res.stdout}\n{res.stderr}"
             assert_clean_exit(res, expect_last="ok")

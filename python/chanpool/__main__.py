@@ -46,7 +46,7 @@ def plot(rows: list[_bench.TourRow], path: str) -> None:
     bars = ax.barh(ys, ratios, color=colors)
     notes = [
         f" {x:.2f}x  ({r.python_s * 1e3:.1f} → {r.chanpool_s * 1e3:.1f} ms)"
-        for x, r in zip(ratios, rows)
+        for x, r in zip(ratios, rows, strict=False)
     ]
     ax.bar_label(bars, labels=notes, fontsize=7)
     ax.axvline(1, color="k", lw=0.8)

@@ -275,7 +275,10 @@ def format_table(rows: Iterable[Row]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for j, line in enumerate(lines):
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))]
+        cells = [
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=False))
+        ]
         out.append("  ".join(cells))
         if j == 0:
             out.append("  ".join("-" * w for w in widths))
@@ -971,7 +974,10 @@ def format_tour(rows: Iterable[TourRow]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for j, line in enumerate(lines):
-        cells = [c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))]
+        cells = [
+            c.ljust(w) if i < 3 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=False))
+        ]
         out.append("  ".join(cells))
         if j == 0:
             out.append("  ".join("-" * w for w in widths))

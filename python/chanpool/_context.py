@@ -17,7 +17,6 @@ import itertools
 import logging
 import math
 import os
-import sys
 import threading
 import time
 import weakref
@@ -44,10 +43,7 @@ class Cancelled(cf.CancelledError):
 
 # Before 3.11 concurrent.futures had its own TimeoutError; be both wherever they differ.
 _TIMEOUT_ERRORS: tuple[type[BaseException], ...]
-if sys.version_info >= (3, 11):
-    _TIMEOUT_ERRORS = (TimeoutError,)
-else:
-    _TIMEOUT_ERRORS = (TimeoutError, cf.TimeoutError)
+_TIMEOUT_ERRORS = (TimeoutError,)
 
 
 class DeadlineExceeded(Cancelled, *_TIMEOUT_ERRORS):  # type: ignore[misc]

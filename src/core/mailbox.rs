@@ -7,7 +7,7 @@ use crate::core::sync::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
@@ -160,7 +160,7 @@ impl<M> Mailbox<M> {
 
     /// Waits up to `timeout` for room (Block policy). Call without holding the GIL.
     pub fn push_timeout(&self, m: M, timeout: Duration) -> Push<M> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::core::wait::deadline_after(timeout);
         let mut g = self.inner.lock();
         loop {
             if g.closed {
@@ -172,7 +172,7 @@ impl<M> Mailbox<M> {
                     schedule: self.queued(&mut g),
                 };
             }
-            if self.not_full.wait_until(&mut g, deadline).timed_out() {
+            if self.not_full.wait_deadline(&mut g, deadline).timed_out() {
                 return Push::Full(m);
             }
         }
@@ -212,7 +212,7 @@ impl<M> Mailbox<M> {
     /// For pull mailboxes: waits up to `timeout` for a message. Err(true) when closed and empty,
     /// Err(false) on timeout. Call without holding the GIL.
     pub fn pop_wait(&self, timeout: Duration) -> Result<M, bool> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::core::wait::deadline_after(timeout);
         let mut g = self.inner.lock();
         loop {
             if let Some(m) = g.queue.pop_front() {
@@ -225,7 +225,7 @@ impl<M> Mailbox<M> {
             if g.closed {
                 return Err(true);
             }
-            if self.not_empty.wait_until(&mut g, deadline).timed_out() {
+            if self.not_empty.wait_deadline(&mut g, deadline).timed_out() {
                 return Err(false);
             }
         }
@@ -270,14 +270,14 @@ impl<M> Mailbox<M> {
 
     /// Waits up to `timeout` until nothing is queued and no consumer run is active.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::core::wait::deadline_after(timeout);
         let mut g = self.inner.lock();
         loop {
             let idle = g.queue.is_empty() && (self.workers == 0 || g.active == 0);
             if idle {
                 return true;
             }
-            if self.idle.wait_until(&mut g, deadline).timed_out() {
+            if self.idle.wait_deadline(&mut g, deadline).timed_out() {
                 return false;
             }
         }

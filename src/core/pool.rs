@@ -96,6 +96,8 @@ pub struct Pool<J: Send + 'static> {
     /// Jobs workers have taken: the monitor's measure of progress.
     taken: AtomicU64,
     monitor: Monitor,
+    /// Stack size for new worker threads; 0 keeps Rust's default (see [`Pool::set_stack_size`]).
+    stack_size: AtomicUsize,
 }
 
 /// State of the starvation monitor (lazy mode only).
@@ -198,6 +200,7 @@ impl<J: Send + 'static> Pool<J> {
             body: Box::new(body),
             counters: Counters::default(),
             eager: AtomicUsize::new(max_workers),
+            stack_size: AtomicUsize::new(0),
             taken: AtomicU64::new(0),
             monitor: Monitor::default(),
         })
@@ -360,7 +363,8 @@ impl<J: Send + 'static> Pool<J> {
                 let seen = self.taken.load(Ordering::Relaxed);
                 let waiting = !self.rx.is_empty();
                 // A whole window: a submit arming us again must not cut it short.
-                let end = std::time::Instant::now() + after;
+                let end = crate::core::wait::deadline_after(after)
+                    .unwrap_or_else(std::time::Instant::now);
                 while !self.is_closed() && !m.wake.wait_until(&mut running, end).timed_out() {}
                 if self.is_closed() {
                     *running = false;
@@ -416,7 +420,12 @@ impl<J: Send + 'static> Pool<J> {
         } else {
             format!("{}_{index}", self.name_prefix)
         };
-        match thread::Builder::new().name(name).spawn(move || {
+        let mut builder = thread::Builder::new().name(name);
+        let stack = self.stack_size.load(Ordering::Relaxed);
+        if stack > 0 {
+            builder = builder.stack_size(stack);
+        }
+        match builder.spawn(move || {
             let pool = Arc::clone(&worker.pool);
             (pool.body)(worker)
         }) {
@@ -429,6 +438,11 @@ impl<J: Send + 'static> Pool<J> {
                 Err(e)
             }
         }
+    }
+
+    /// Workers that run Python need the stack a Python thread would get, not Rust's 2 MiB.
+    pub fn set_stack_size(&self, bytes: usize) {
+        self.stack_size.store(bytes, Ordering::Relaxed);
     }
 
     /// Stops accepting jobs. Workers finish what is queued, then exit.
@@ -447,7 +461,7 @@ impl<J: Send + 'static> Pool<J> {
     /// Waits for every worker thread except the calling one. Call with the GIL released.
     pub fn join(&self, timeout: Option<Duration>) -> bool {
         let me = thread::current().id();
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let deadline = timeout.and_then(crate::core::wait::deadline_after);
         loop {
             let next = {
                 let mut hs = self.handles.lock();

@@ -5,24 +5,40 @@
 //! been reused: children of a process with parked threads crashed with heap corruption. std's
 //! futex-based locks keep all their state inside the lock. Poisoning is ignored: a panic in the
 //! core is a bug either way, and failing every later lock would turn it into a hang.
+//!
+//! Under `--cfg loom` the same wrappers sit on loom's model-checked types, and `Arc` and the
+//! atomics below come from loom too: core modules take all of them from here, so one build
+//! flag puts every hand-written wait under the model checker (`make loom`). loom's timed waits
+//! never time out, so models only use untimed paths.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{self, PoisonError, TryLockError};
+use std::sync::{PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
-pub use std::sync::{RwLockReadGuard, RwLockWriteGuard};
+#[cfg(loom)]
+use loom::sync as imp;
+#[cfg(not(loom))]
+use std::sync as imp;
+
+use imp::atomic::{AtomicUsize, Ordering};
+pub use imp::{atomic, Arc, RwLockReadGuard, RwLockWriteGuard};
 
 #[derive(Default)]
-pub struct Mutex<T: ?Sized>(sync::Mutex<T>);
+pub struct Mutex<T: ?Sized>(imp::Mutex<T>);
 
 /// A held Mutex. The Option lets Condvar hand the std guard to std's wait and take it back.
-pub struct MutexGuard<'a, T: ?Sized>(Option<sync::MutexGuard<'a, T>>);
+pub struct MutexGuard<'a, T: ?Sized>(Option<imp::MutexGuard<'a, T>>);
 
 impl<T> Mutex<T> {
+    #[cfg(not(loom))]
     pub const fn new(value: T) -> Self {
-        Mutex(sync::Mutex::new(value))
+        Mutex(imp::Mutex::new(value))
+    }
+
+    #[cfg(loom)]
+    pub fn new(value: T) -> Self {
+        Mutex(imp::Mutex::new(value))
     }
 
     pub fn into_inner(self) -> T {
@@ -88,14 +104,23 @@ impl WaitTimeoutResult {
 /// sees them.
 #[derive(Default, Debug)]
 pub struct Condvar {
-    cv: sync::Condvar,
+    cv: imp::Condvar,
     waiters: AtomicUsize,
 }
 
 impl Condvar {
+    #[cfg(not(loom))]
     pub const fn new() -> Self {
         Condvar {
-            cv: sync::Condvar::new(),
+            cv: imp::Condvar::new(),
+            waiters: AtomicUsize::new(0),
+        }
+    }
+
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Condvar {
+            cv: imp::Condvar::new(),
             waiters: AtomicUsize::new(0),
         }
     }
@@ -136,6 +161,21 @@ impl Condvar {
         self.wait_for(guard, left)
     }
 
+    /// `wait_until` with an optional deadline: None waits until notified.
+    pub fn wait_deadline<T>(
+        &self,
+        guard: &mut MutexGuard<'_, T>,
+        deadline: Option<Instant>,
+    ) -> WaitTimeoutResult {
+        match deadline {
+            Some(d) => self.wait_until(guard, d),
+            None => {
+                self.wait(guard);
+                WaitTimeoutResult(false)
+            }
+        }
+    }
+
     pub fn notify_one(&self) {
         if self.waiters.load(Ordering::SeqCst) > 0 {
             self.cv.notify_one();
@@ -150,11 +190,17 @@ impl Condvar {
 }
 
 #[derive(Default, Debug)]
-pub struct RwLock<T: ?Sized>(sync::RwLock<T>);
+pub struct RwLock<T: ?Sized>(imp::RwLock<T>);
 
 impl<T> RwLock<T> {
+    #[cfg(not(loom))]
     pub const fn new(value: T) -> Self {
-        RwLock(sync::RwLock::new(value))
+        RwLock(imp::RwLock::new(value))
+    }
+
+    #[cfg(loom)]
+    pub fn new(value: T) -> Self {
+        RwLock(imp::RwLock::new(value))
     }
 }
 
@@ -188,7 +234,7 @@ impl<T: ?Sized> RwLock<T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;
@@ -238,5 +284,31 @@ mod tests {
         assert_eq!(*l.read() + *l.try_read().unwrap(), 4);
         *l.write() = 3;
         assert_eq!(*l.try_write().unwrap(), 3);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use loom::thread;
+
+    /// The notify that skips the futex call when nobody waits must never lose a wake-up: a
+    /// waiter counts itself under the mutex, before it sleeps.
+    #[test]
+    fn loom_condvar_skipping_notify_loses_no_wakeup() {
+        loom::model(|| {
+            let pair = Arc::new((Mutex::new(false), Condvar::new()));
+            let p2 = Arc::clone(&pair);
+            let t = thread::spawn(move || {
+                *p2.0.lock() = true;
+                p2.1.notify_one();
+            });
+            let mut g = pair.0.lock();
+            while !*g {
+                pair.1.wait(&mut g);
+            }
+            drop(g);
+            t.join().unwrap();
+        });
     }
 }

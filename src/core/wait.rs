@@ -35,3 +35,9 @@ pub fn next_wake(deadline: Option<Instant>) -> Option<Instant> {
         Some(d) => Some(d.min(slice_end)),
     }
 }
+
+/// `now + timeout`, or None when that is beyond what the clock can represent (a timeout of
+/// centuries): callers treat None as "no deadline" instead of panicking on overflow.
+pub fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}

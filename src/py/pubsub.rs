@@ -574,6 +574,7 @@ impl PubSub {
         };
         let dispatch = Pool::new(max_workers, 0, "chanpool-pubsub".into(), dispatch_main);
         dispatch.set_lazy(EAGER, starve_after(py));
+        dispatch.set_stack_size(runtime::thread_stack_size(py));
         let inner = Arc::new(BusInner {
             broker: Broker::new(),
             dispatch,

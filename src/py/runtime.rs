@@ -103,6 +103,8 @@ pub fn next_slice(deadline: Option<Instant>) -> Option<Duration> {
     }
 }
 
+/// A Python timeout as a deadline: None waits forever, NaN is a ValueError, a timeout too far
+/// away for the clock (inf, 1e19) means no deadline at all rather than a panic.
 pub fn deadline_from(timeout: Option<f64>) -> PyResult<Option<Instant>> {
     match timeout {
         None => Ok(None),
@@ -110,11 +112,49 @@ pub fn deadline_from(timeout: Option<f64>) -> PyResult<Option<Instant>> {
             "timeout must be a number, not NaN",
         )),
         Some(t) if t <= 0.0 => Ok(Some(Instant::now())),
-        Some(t) => Ok(Some(
-            Instant::now()
-                + Duration::try_from_secs_f64(t).unwrap_or(Duration::from_secs(u32::MAX as u64)),
-        )),
+        Some(t) => Ok(Duration::try_from_secs_f64(t)
+            .ok()
+            .and_then(|d| Instant::now().checked_add(d))),
     }
+}
+
+/// The stack size for a native thread that runs Python code: `threading.stack_size()` when the
+/// program set one, else the platform's default for a new thread (what a `threading.Thread`
+/// gets: 8 MiB on Linux), never Rust's 2 MiB, so tasks recurse as deep as on Python threads.
+pub fn thread_stack_size(py: Python<'_>) -> usize {
+    let set = py
+        .import("threading")
+        .and_then(|t| t.call_method0("stack_size"))
+        .and_then(|s| s.extract::<usize>())
+        .unwrap_or(0);
+    if set > 0 {
+        set
+    } else {
+        platform_stack_size()
+    }
+}
+
+/// pthread's default stack size for new threads (from RLIMIT_STACK on glibc).
+pub fn platform_stack_size() -> usize {
+    static SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    const FALLBACK: usize = 8 << 20;
+    *SIZE.get_or_init(|| {
+        // SAFETY: the attribute object is initialised before it is read and destroyed after.
+        unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            if libc::pthread_attr_init(&mut attr) != 0 {
+                return FALLBACK;
+            }
+            let mut size: libc::size_t = 0;
+            let ok = libc::pthread_attr_getstacksize(&attr, &mut size) == 0;
+            libc::pthread_attr_destroy(&mut attr);
+            if ok && size >= (1 << 20) {
+                size
+            } else {
+                FALLBACK
+            }
+        }
+    })
 }
 
 static MAIN_IDENT: AtomicU64 = AtomicU64::new(0);
