@@ -8,6 +8,7 @@ Anything that could hang or kill the interpreter runs in a subprocess.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import functools
 import gc
 import inspect
@@ -17,6 +18,7 @@ import pickle
 import threading
 import time
 import weakref
+from typing import Optional
 
 import chanpool
 import pytest
@@ -140,6 +142,24 @@ def test_bad_timeout_loses_nothing():
     with pytest.raises(TypeError):
         b.acquire(1, timeout="1")
     assert b.try_acquire(2)
+
+
+HUGE_TIMEOUTS = [math.inf, 1e10, 9.3e18, 1e19, 1.8e19, 1e300]
+
+
+@pytest.mark.parametrize("timeout", HUGE_TIMEOUTS, ids=repr)
+def test_huge_timeouts_wait_as_long_as_it_takes(timeout):
+    """inf or beyond what the clock can represent means no deadline, never a PanicException
+    (timeouts in about [9.2e18, 1.8e19] s once overflowed the deadline arithmetic)."""
+    b = chanpool.TokenBucket(FROZEN, 1)
+    assert b.acquire(timeout=timeout)  # there: taken at once
+    fast = drained(50.0, 1)
+    assert watchdog(lambda: fast.acquire(timeout=timeout), what="huge-timeout acquire")
+    assert fast.waiting == 0
+    with pytest.raises(ValueError, match="NaN"):
+        b.acquire(timeout=math.nan)
+    assert b.acquire(timeout=-math.inf) is False  # negative: only tries
+    assert b.waiting == 0
 
 
 # ---------------------------------------------------------------------------- exact counts
@@ -412,9 +432,111 @@ def test_decorated_function_cycle_is_collected():
     assert ref() is None
 
 
+def test_contended_bucket_never_over_grants():
+    """Threads race with every kind of take (try, short and long timeouts, several tokens at a
+    time) on a bucket that refills: what was granted never exceeds the burst plus what the rate
+    earned over the run, and a frozen bucket grants exactly its burst."""
+    for rate, burst in ((FROZEN, 25), (2000.0, 10)):
+        b = chanpool.TokenBucket(rate, burst)
+        lock = threading.Lock()
+        granted = [0]
+        start = time.monotonic()
+
+        def taker(k: int, b=b, lock=lock, granted=granted) -> None:
+            for r in range(300):
+                n = 1 + (k + r) % 3
+                style = (k * 7 + r) % 4
+                if style == 0:
+                    ok = b.try_acquire(n)
+                elif style == 1:
+                    ok = b.acquire(n, timeout=0)
+                elif style == 2:
+                    ok = b.acquire(n, timeout=0.002)
+                else:
+                    ok = b.acquire(n, timeout=0.02)
+                if ok:
+                    with lock:
+                        granted[0] += n
+
+        run_threads([functools.partial(taker, k) for k in range(8)])
+        elapsed = time.monotonic() - start
+        assert b.waiting == 0
+        if rate == FROZEN:
+            assert granted[0] == burst
+        else:
+            assert granted[0] <= burst + math.ceil(rate * elapsed), (granted[0], elapsed)
+            assert granted[0] > burst  # it did refill and grant while the threads raced
+
+
 # ---------------------------------------------------------------------------- processes
 
 INTERRUPT_PRELUDE = CTRL_C_PRELUDE
+
+
+def run_many(
+    code: str, expect: Optional[str] = None, times: int = 20, parallel: int = 4, **kwargs
+) -> list:
+    """Runs the same scenario script in `times` fresh interpreters, `parallel` at a time, and
+    checks that each one exited cleanly (with `expect` as its last line of output)."""
+    with cf.ThreadPoolExecutor(parallel) as ex:
+        procs = list(ex.map(lambda _: run_py(code, **kwargs), range(times)))
+    for proc in procs:
+        assert_clean_exit(proc, expect)
+    return procs
+
+
+# A fork() while other threads are in the middle of waits: the first use in the child must not
+# wait on a lock one of them held at that instant, and the object must keep working there.
+FORK_WHILE_BUSY = """
+import os, signal, threading, time, chanpool
+KIND = {kind!r}
+if KIND == "semaphore":
+    obj = chanpool.Semaphore(2)
+    def hammer():
+        while not stop:
+            if obj.acquire(timeout=1):
+                obj.release()
+else:
+    obj = chanpool.TokenBucket(200000.0, 1)
+    def hammer():
+        while not stop:
+            obj.acquire(timeout=1)
+stop = False
+ts = [threading.Thread(target=hammer, daemon=True) for _ in range(6)]
+for t in ts:
+    t.start()
+failed = []
+for i in range({forks}):
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(10)                # a hang ends the child with SIGALRM
+        if KIND == "semaphore":
+            obj.release(6)              # permits the parent's threads held are gone here
+        ok = obj.acquire(timeout=5) and obj.waiting == 0
+        got = []
+        th = [threading.Thread(target=lambda: got.append(obj.acquire(timeout=5)))
+              for _ in range(3)]
+        for x in th:
+            x.start()
+        for x in th:
+            x.join()
+        os._exit(0 if ok and got == [True] * 3 else 2)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        failed.append((i, code))
+        break
+stop = True
+for t in ts:
+    t.join(10)
+print("failed children:", failed)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_while_threads_wait_inside_acquire():
+    proc = run_py(FORK_WHILE_BUSY.format(kind="bucket", forks=150), dump_on_hang=False, timeout=90)
+    assert_clean_exit(proc, "failed children: []")
 
 
 def test_ctrl_c_interrupts_a_blocked_acquire():
@@ -515,7 +637,7 @@ print("parent ok")
 
 
 def test_interpreter_exit_with_threads_waiting():
-    proc = run_py(
+    run_many(
         """
 import threading, chanpool
 slow = chanpool.TokenBucket(1e-3, 1)
@@ -534,6 +656,6 @@ for _ in range(3):
     threading.Thread(target=busy, daemon=True).start()
 started.wait()
 print("exiting")
-"""
+""",
+        "exiting",
     )
-    assert_clean_exit(proc, "exiting")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import threading
 import time
 
@@ -15,7 +16,13 @@ import pytest
 from helpers import WATCHDOG, assert_clean_exit, run_py, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ratelimit import INTERRUPT_PRELUDE, run_threads
+from test_ratelimit import (
+    FORK_WHILE_BUSY,
+    HUGE_TIMEOUTS,
+    INTERRUPT_PRELUDE,
+    run_many,
+    run_threads,
+)
 
 # ------------------------------------------------------------------ threading compatibility
 
@@ -91,7 +98,21 @@ def test_bounded_property_and_impossible_requests():
         with pytest.raises(ValueError, match="exceeds the bound"):
             call()
     assert s.available == 2
-    assert "2/2 bounded" in repr(s)
+
+
+def test_repr_like_threading():
+    """threading's format, so logs and doctests read the same (CPython's lock_tests test_repr)."""
+    s = chanpool.Semaphore(3)
+    assert re.fullmatch(r"<chanpool\.Semaphore at 0x[0-9a-f]+: value=3>", repr(s)), repr(s)
+    b = chanpool.Semaphore(3, bounded=True)
+    assert b.acquire()
+    assert re.fullmatch(r"<chanpool\.Semaphore at 0x[0-9a-f]+: value=2/3>", repr(b)), repr(b)
+    assert f"{id(b):#x}" in repr(b)
+
+    class Pool(chanpool.Semaphore):
+        pass
+
+    assert re.match(rf"<{__name__}\.test_repr_like_threading\.<locals>\.Pool at ", repr(Pool(1)))
 
 
 @pytest.mark.parametrize("value", [1.5, 1.0, "2", None, True, [1]], ids=repr)
@@ -120,10 +141,27 @@ def test_int_likes_are_accepted():
         chanpool.Semaphore(Index(1.5))
 
 
+@pytest.mark.parametrize("impl", ["chanpool", "threading"])
+def test_flags_are_read_by_truth_value_like_threading(impl):
+    """threading reads ``blocking`` by truth value (``acquire(0)``); chanpool reads both
+    ``blocking`` and ``bounded`` that way."""
+    s = chanpool.Semaphore(1, bounded=1) if impl == "chanpool" else threading.BoundedSemaphore(1)
+    assert s.acquire(blocking=1) is True
+    for falsy in (0, [], ""):
+        assert s.acquire(falsy) is False
+        assert s.acquire(blocking=falsy) is False
+    s.release()
+    with pytest.raises(ValueError):
+        s.release()  # bounded=1 made it bounded
+    if impl == "chanpool":
+        assert s.bounded
+        assert not chanpool.Semaphore(1, bounded=0).bounded
+        assert not chanpool.Semaphore(1, bounded=None).bounded
+        assert chanpool.Semaphore(1, bounded="yes").bounded
+
+
 def test_bad_arguments():
     s = chanpool.Semaphore(1)
-    with pytest.raises(TypeError):
-        chanpool.Semaphore(1, bounded=1)
     with pytest.raises(TypeError):
         chanpool.Semaphore(1, True)  # bounded is keyword-only
     for n in (0, -1):
@@ -295,6 +333,67 @@ def test_head_giving_up_lets_the_next_one_in():
     assert (s.available, s.waiting) == (0, 0)
 
 
+@pytest.mark.parametrize("timeout", HUGE_TIMEOUTS, ids=repr)
+def test_huge_timeouts_wait_as_long_as_it_takes(timeout):
+    """inf or beyond what the clock can represent means no deadline, never a PanicException."""
+    s = chanpool.Semaphore(1)
+    assert s.acquire(timeout=timeout)  # free: taken at once
+    got = []
+    t = threading.Thread(target=lambda: got.append(s.acquire(timeout=timeout)), daemon=True)
+    t.start()
+    wait_until(lambda: s.waiting == 1, what="waiter in line")
+    s.release()
+    t.join(WATCHDOG)
+    assert got == [True] and (s.available, s.waiting) == (0, 0)
+    with pytest.raises(ValueError, match="NaN"):
+        s.acquire(timeout=math.nan)
+    s.release()
+    assert s.acquire(timeout=-math.inf) is True  # negative: only tries, like threading
+    assert s.acquire(timeout=-math.inf) is False
+
+
+def test_timeouts_racing_releases_keep_exact_counts():
+    """Threads take 1 or 2 permits with every kind of wait (blocking, short and long timeouts,
+    non-blocking, try_acquire) while others release: whatever timed out took nothing, the
+    holders never exceed the permits, and every permit is back at the end."""
+    permits, threads, rounds = 3, 8, 400
+    s = chanpool.Semaphore(permits)
+    lock = threading.Lock()
+    state = {"inside": 0, "max": 0, "ok": 0, "gave_up": 0}
+
+    def worker(k):
+        for r in range(rounds):
+            n = 1 + (k + r) % 2
+            style = (k * 3 + r) % 5
+            if style == 0:
+                ok = s.acquire(n=n)
+            elif style == 1:
+                ok = s.acquire(timeout=0.0005, n=n)
+            elif style == 2:
+                ok = s.acquire(timeout=0.01, n=n)
+            elif style == 3:
+                ok = s.acquire(False, n=n)
+            else:
+                ok = s.try_acquire(n)
+            with lock:
+                if not ok:
+                    state["gave_up"] += 1
+                    continue
+                state["inside"] += n
+                state["max"] = max(state["max"], state["inside"])
+            time.sleep(0)
+            with lock:
+                state["inside"] -= n
+                state["ok"] += 1
+            s.release(n)
+
+    run_threads([functools.partial(worker, k) for k in range(threads)])
+    assert state["ok"] + state["gave_up"] == threads * rounds
+    assert state["inside"] == 0 and state["max"] <= permits
+    assert state["ok"] > 0 and state["gave_up"] > 0  # both outcomes were exercised
+    assert (s.available, s.waiting) == (permits, 0)
+
+
 def test_waits_with_the_gil_released():
     s = chanpool.Semaphore(0)
     got = []
@@ -452,8 +551,83 @@ print("parent ok")
     assert proc.stdout.split() == "child exit code: 0 parent ok".split(), proc.stdout
 
 
-def test_interpreter_exit_with_threads_waiting():
+INTERRUPTION_RACE = (
+    INTERRUPT_PRELUDE
+    + """
+# The main thread keeps joining the line at its head for more permits than exist, and is
+# Ctrl-C'd there while workers wait behind it with timeouts: each interruption must hand the
+# line on, and nothing may be taken by a wait that was interrupted or timed out.
+s = chanpool.Semaphore(2)
+lock = threading.Lock()
+state = dict(inside=0, peak=0, ok=0, gave_up=0)
+go = threading.Event()
+def worker(k):
+    go.wait()
+    for r in range(150):
+        t = (None, 0.001, 0.05, 5.0)[(k + r) % 4]
+        if not s.acquire(timeout=t):
+            with lock:
+                state["gave_up"] += 1
+            continue
+        with lock:
+            state["inside"] += 1
+            state["peak"] = max(state["peak"], state["inside"])
+        with lock:
+            state["inside"] -= 1
+            state["ok"] += 1
+        s.release()
+workers = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+for w in workers:
+    w.start()
+def busy():
+    return any(w.is_alive() for w in workers)
+interrupts = 0
+done = False
+def interrupter():
+    while not done:
+        # Ctrl-C the main thread once it is seen waiting in line, then wait for it to land.
+        if blocked_in_function("head")() and s.waiting >= 1:
+            go.set()  # the workers start once the main thread is first seen in line
+            seen = interrupts
+            _thread.interrupt_main()
+            while interrupts == seen:
+                time.sleep(0.0005)
+        time.sleep(0.001)
+def head():
+    s.acquire(n=3)
+threading.Thread(target=interrupter, daemon=True).start()
+while busy():
+    try:
+        head()
+        raise AssertionError("took 3 of 2 permits")
+    except KeyboardInterrupt:
+        interrupts += 1
+done = True
+for w in workers:
+    w.join()
+assert interrupts > 0
+assert state["ok"] + state["gave_up"] == 600, state
+assert state["peak"] <= 2 and state["inside"] == 0, state
+assert (s.available, s.waiting) == (2, 0), (s.available, s.waiting)
+print("ok")
+"""
+)
+
+
+def test_ctrl_c_racing_waiters_keeps_exact_counts():
+    run_many(INTERRUPTION_RACE, "ok", times=4, timeout=90)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_while_threads_wait_inside_acquire():
     proc = run_py(
+        FORK_WHILE_BUSY.format(kind="semaphore", forks=60), dump_on_hang=False, timeout=90
+    )
+    assert_clean_exit(proc, "failed children: []")
+
+
+def test_interpreter_exit_with_threads_waiting():
+    run_many(
         """
 import threading, chanpool
 never = chanpool.Semaphore(0)
@@ -472,6 +646,6 @@ for _ in range(3):
     threading.Thread(target=cycle, daemon=True).start()
 started.wait()
 print("exiting")
-"""
+""",
+        "exiting",
     )
-    assert_clean_exit(proc, "exiting")

@@ -1,7 +1,9 @@
 //! The concurrency core: plain Rust, no pyo3, unit-tested with `cargo test`.
 pub mod broker;
 pub mod channel;
+pub mod forkcell;
 pub mod inventory;
+pub mod line;
 pub mod mailbox;
 pub mod pool;
 pub mod ratelimit;

@@ -1,132 +1,21 @@
-//! A counting semaphore that serves its waiters first come, first served, and the line of
-//! waiters it shares with the token bucket.
+//! A counting semaphore that serves its waiters first come, first served (the line in
+//! [`crate::core::line`]).
 //!
-//! Only the head of the line may take, and nobody (not even a non-blocking try) takes while
-//! someone is in line, so a waiter for many permits cannot be overtaken forever by a stream of
-//! small requests. A waiter that gives up only leaves the line: nothing was set aside for it,
-//! so there is nothing to hand back.
-//!
-//! std's futex-based Mutex and Condvar, not parking_lot's: these objects stay usable in a
-//! fork()ed child, and parking_lot's global table of parked threads would still list the
-//! parent's waiters there, whose stacks glibc hands to the child's new threads (heap
-//! corruption, reproduced).
+//! Locks come from `crate::core::sync` (std's futex-based locks, loom's under `--cfg loom`),
+//! never parking_lot's: its global table of parked threads would still list the parent's
+//! waiters in a fork()ed child. The count is an atomic written only under the lock, so a fork
+//! child can still read it when another thread held the lock at the instant of fork() (see
+//! [`Semaphore::rebuilt_after_fork`]).
 
-use crate::core::wait::{self, Hook, Stop, SLICE};
-use std::collections::VecDeque;
+use crate::core::line::{wait_in_line, Line};
+use crate::core::sync::atomic::{AtomicU64, Ordering};
+use crate::core::sync::{Condvar, Mutex};
+use crate::core::wait::{Hook, Stop};
 use std::fmt;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-/// Locks, ignoring poisoning: no critical section here leaves the state half-changed.
-pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Waiters in arrival order. Lives inside its owner's mutex.
-#[derive(Debug, Default)]
-pub(crate) struct Line {
-    tickets: VecDeque<u64>,
-    next: u64,
-    epoch: u64,
-}
-
-impl Line {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.tickets.is_empty()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.tickets.len()
-    }
-
-    fn join(&mut self) -> u64 {
-        let t = self.next;
-        self.next += 1;
-        self.tickets.push_back(t);
-        t
-    }
-
-    fn is_head(&self, ticket: u64) -> bool {
-        self.tickets.front() == Some(&ticket)
-    }
-
-    fn leave(&mut self, ticket: u64) {
-        if self.is_head(ticket) {
-            self.tickets.pop_front();
-        } else {
-            self.tickets.retain(|&t| t != ticket);
-        }
-    }
-
-    /// After fork() the child has only the forking thread: tickets that other threads held in
-    /// the parent would block the line forever. Callers pass a fork generation; the first use
-    /// in a new one empties the line, before any waiter of that generation can join it.
-    pub(crate) fn forget_before(&mut self, epoch: u64) {
-        if self.epoch != epoch {
-            self.tickets.clear();
-            self.epoch = epoch;
-        }
-    }
-}
-
-/// Joins the line and waits until it is this caller's turn and `take` succeeds.
-///
-/// `take` runs under the lock, for the head of the line only: Ok when it took, otherwise the
-/// instant it can succeed if it knows one (it is asked again then, or on any notify). The hook
-/// runs with the lock released, at most one SLICE apart, so it may block (e.g. on the GIL).
-/// Whoever leaves the line wakes the others, since the new head may be able to take at once.
-pub(crate) fn wait_in_line<'m, S>(
-    state: &'m Mutex<S>,
-    mut guard: MutexGuard<'m, S>,
-    turn: &Condvar,
-    line: fn(&mut S) -> &mut Line,
-    mut take: impl FnMut(&mut S) -> Result<(), Option<Instant>>,
-    deadline: Option<Instant>,
-    hook: Hook<'_>,
-) -> Result<(), Stop> {
-    let ticket = line(&mut guard).join();
-    let mut asked = Instant::now();
-    let stop = loop {
-        let mut ready = None;
-        if line(&mut guard).is_head(ticket) {
-            match take(&mut guard) {
-                Ok(()) => break None,
-                Err(at) => ready = at,
-            }
-        }
-        // Checked after `take`, so a turn that comes exactly at the deadline is not lost.
-        let Some(mut until) = wait::next_wake(deadline) else {
-            break Some(Stop::Timeout);
-        };
-        if Instant::now() >= asked + SLICE {
-            drop(guard);
-            let stop = hook();
-            guard = lock(state);
-            asked = Instant::now();
-            if stop {
-                break Some(Stop::Interrupted);
-            }
-            // The line may have moved while unlocked.
-            continue;
-        }
-        until = until.min(asked + SLICE);
-        if let Some(r) = ready {
-            until = until.min(r);
-        }
-        let nap = until.saturating_duration_since(Instant::now());
-        guard = turn
-            .wait_timeout(guard, nap)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
-    };
-    line(&mut guard).leave(ticket);
-    if !line(&mut guard).is_empty() {
-        turn.notify_all();
-    }
-    match stop {
-        None => Ok(()),
-        Some(s) => Err(s),
-    }
+fn itself(line: &mut Line) -> &mut Line {
+    line
 }
 
 /// Why a release was refused; the count is left unchanged.
@@ -147,24 +36,12 @@ impl fmt::Display for ReleaseError {
     }
 }
 
-struct State {
-    permits: u64,
-    line: Line,
-}
-
-impl State {
-    fn take(&mut self, n: u64) -> bool {
-        if self.permits >= n {
-            self.permits -= n;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 pub struct Semaphore {
-    state: Mutex<State>,
+    /// The line; the lock also guards every change of `permits`.
+    state: Mutex<Line>,
+    /// Free permits. Written only with `state` locked (relaxed: the lock orders it); read
+    /// without it for snapshots and by a fork child.
+    permits: AtomicU64,
     turn: Condvar,
     bound: Option<u64>,
 }
@@ -172,13 +49,15 @@ pub struct Semaphore {
 impl Semaphore {
     /// `bounded`: releasing above `permits` is an error (threading.BoundedSemaphore).
     pub fn new(permits: u64, bounded: bool) -> Self {
+        Self::with_bound(permits, bounded.then_some(permits))
+    }
+
+    fn with_bound(permits: u64, bound: Option<u64>) -> Self {
         Semaphore {
-            state: Mutex::new(State {
-                permits,
-                line: Line::default(),
-            }),
+            state: Mutex::new(Line::default()),
+            permits: AtomicU64::new(permits),
             turn: Condvar::new(),
-            bound: bounded.then_some(permits),
+            bound,
         }
     }
 
@@ -187,60 +66,77 @@ impl Semaphore {
     }
 
     pub fn available(&self) -> u64 {
-        lock(&self.state).permits
+        self.permits.load(Ordering::Relaxed)
     }
 
     /// Threads in line right now; a snapshot for monitoring and tests.
     pub fn waiting(&self) -> usize {
-        lock(&self.state).line.len()
+        self.state.lock().len()
+    }
+
+    /// Takes `n` permits if there are that many. Call with `state` locked.
+    fn take(&self, n: u64) -> bool {
+        let free = self.permits.load(Ordering::Relaxed);
+        if free >= n {
+            self.permits.store(free - n, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
     }
 
     /// Takes `n` permits if they are free and nobody is waiting (never jumps the line).
     pub fn try_acquire(&self, n: u64) -> bool {
-        let mut st = lock(&self.state);
-        st.line.is_empty() && st.take(n)
+        let line = self.state.lock();
+        line.is_empty() && self.take(n)
     }
 
     /// Takes `n` permits, waiting in line for them. For a bounded semaphore an `n` above the
     /// bound can only end by deadline or hook: callers reject it up front.
     pub fn acquire(&self, n: u64, deadline: Option<Instant>, hook: Hook<'_>) -> Result<(), Stop> {
-        let mut st = lock(&self.state);
-        if st.line.is_empty() && st.take(n) {
+        let line = self.state.lock();
+        if line.is_empty() && self.take(n) {
             return Ok(());
         }
         wait_in_line(
             &self.state,
-            st,
+            line,
             &self.turn,
-            |s| &mut s.line,
-            |s| if s.take(n) { Ok(()) } else { Err(None) },
+            itself,
+            |_| if self.take(n) { Ok(()) } else { Err(None) },
             deadline,
             hook,
         )
     }
 
     pub fn release(&self, n: u64) -> Result<(), ReleaseError> {
-        let mut st = lock(&self.state);
-        let after = st.permits.checked_add(n).ok_or(ReleaseError::Overflow)?;
+        let line = self.state.lock();
+        let free = self.permits.load(Ordering::Relaxed);
+        let after = free.checked_add(n).ok_or(ReleaseError::Overflow)?;
         if self.bound.is_some_and(|b| after > b) {
             return Err(ReleaseError::AboveBound);
         }
-        st.permits = after;
-        if !st.line.is_empty() {
+        self.permits.store(after, Ordering::Relaxed);
+        if !line.is_empty() {
             self.turn.notify_all();
         }
         Ok(())
     }
 
-    /// See [`Line::forget_before`].
-    pub fn forget_waiters_before(&self, epoch: u64) {
-        lock(&self.state).line.forget_before(epoch);
+    /// The same semaphore for a fork() child: the count as it stands, an empty line (the
+    /// threads in it exist only in the parent) and a lock nobody holds. Never waits, even when
+    /// a thread that is gone held the lock at the instant of fork(): the count is then the one
+    /// before or after that thread's change, as if it had happened just before the fork.
+    /// Permits held by the parent's threads stay taken, as with threading.Semaphore.
+    pub fn rebuilt_after_fork(&self) -> Self {
+        Self::with_bound(self.permits.load(Ordering::Relaxed), self.bound)
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::core::wait::{self, SLICE};
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::sync::{Arc, Barrier};
     use std::thread;
@@ -329,13 +225,13 @@ mod tests {
         // The head wants 2; later arrivals want 1. Permits arrive one at a time, so without a
         // line the small ones would take every single permit.
         let s = Arc::new(Semaphore::new(0, false));
-        let order = Arc::new(Mutex::new(Vec::new()));
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut hs = Vec::new();
         let spawn = |id: u64, n: u64| {
             let (s, order) = (Arc::clone(&s), Arc::clone(&order));
             thread::spawn(move || {
                 s.acquire(n, None, &mut wait::never()).unwrap();
-                lock(&order).push(id);
+                order.lock().unwrap().push(id);
             })
         };
         hs.push(spawn(0, 2));
@@ -352,12 +248,12 @@ mod tests {
         assert_eq!(s.available(), 1);
         for served in 1..=5 {
             s.release(1).unwrap();
-            wait_for(|| lock(&order).len() == served);
+            wait_for(|| order.lock().unwrap().len() == served);
         }
         for h in hs {
             h.join().unwrap();
         }
-        assert_eq!(*lock(&order), vec![0, 1, 2, 3, 4]);
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
         assert_eq!(s.available(), 0);
     }
 
@@ -437,21 +333,182 @@ mod tests {
         assert_eq!(s.available(), 0);
     }
 
+    /// Waiters that time out and waiters whose hook interrupts them race releases and each
+    /// other: a wait that gave up took nothing, holders never exceed the permits, every
+    /// permit comes back.
     #[test]
-    fn fork_generation_forgets_ghost_waiters() {
-        let s = Arc::new(Semaphore::new(0, false));
-        let s2 = Arc::clone(&s);
+    fn timeouts_and_interruptions_racing_keep_exact_counts() {
+        const PERMITS: u64 = 3;
+        const THREADS: u64 = 8;
+        const ROUNDS: u64 = 1500;
+        let s = Arc::new(Semaphore::new(PERMITS, true));
+        let inside = Arc::new(AtomicU64::new(0));
+        let took = Arc::new(AtomicU64::new(0));
+        let gave_up = Arc::new(AtomicU64::new(0));
+        let hs: Vec<_> = (0..THREADS)
+            .map(|k| {
+                let (s, inside) = (Arc::clone(&s), Arc::clone(&inside));
+                let (took, gave_up) = (Arc::clone(&took), Arc::clone(&gave_up));
+                thread::spawn(move || {
+                    for r in 0..ROUNDS {
+                        let n = 1 + (k + r) % 2;
+                        let mut asked = 0u64;
+                        // Some waits end by interruption after a few asks, some by a short
+                        // deadline, some only when served.
+                        let mut hook = || {
+                            asked += 1;
+                            (k + r) % 3 == 0 && asked > r % 3
+                        };
+                        let deadline = ((k + r) % 3 == 1)
+                            .then(|| Instant::now() + Duration::from_micros(50 + r % 200));
+                        match s.acquire(n, deadline, &mut hook) {
+                            Ok(()) => {
+                                let now = inside.fetch_add(n, Ordering::SeqCst) + n;
+                                assert!(now <= PERMITS, "{now} permits held of {PERMITS}");
+                                thread::yield_now();
+                                inside.fetch_sub(n, Ordering::SeqCst);
+                                took.fetch_add(1, Ordering::Relaxed);
+                                s.release(n).unwrap();
+                            }
+                            Err(Stop::Timeout | Stop::Interrupted) => {
+                                gave_up.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(Stop::Closed) => unreachable!(),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        let (took, gave_up) = (
+            took.load(Ordering::Relaxed),
+            gave_up.load(Ordering::Relaxed),
+        );
+        assert_eq!(took + gave_up, THREADS * ROUNDS);
+        assert!(took > 0);
+        assert_eq!((s.available(), s.waiting()), (PERMITS, 0));
+    }
+
+    #[test]
+    fn rebuilt_after_fork_keeps_the_count_and_drops_the_line() {
+        let s = Arc::new(Semaphore::new(3, true));
+        assert!(s.try_acquire(2));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let ghost = thread::spawn(move || s2.acquire(1, None, &mut || flag.load(Ordering::SeqCst)));
+        let (s2, flag) = (Arc::clone(&s), Arc::clone(&stop));
+        let ghost = thread::spawn(move || s2.acquire(3, None, &mut || flag.load(Ordering::SeqCst)));
         wait_for(|| s.waiting() == 1);
-        // Pretend to be a child process: the waiter's ticket belongs to the old generation.
-        s.forget_waiters_before(1);
-        assert_eq!(s.waiting(), 0);
-        s.release(1).unwrap();
-        assert!(s.try_acquire(1));
-        s.forget_waiters_before(1);
+        let child = s.rebuilt_after_fork();
+        assert_eq!(
+            (child.available(), child.waiting(), child.bound()),
+            (1, 0, Some(3))
+        );
+        assert!(child.try_acquire(1));
+        child.release(3).unwrap();
+        assert_eq!(child.release(1), Err(ReleaseError::AboveBound));
         stop.store(true, Ordering::SeqCst);
-        let _ = ghost.join();
+        assert_eq!(ghost.join().unwrap(), Err(Stop::Interrupted));
+    }
+
+    #[test]
+    fn rebuilt_after_fork_never_waits_for_a_held_lock() {
+        // A thread that holds the lock for good stands in for one that does not exist in the
+        // child: rebuilding must not wait for it.
+        let s = Semaphore::new(5, false);
+        assert!(s.try_acquire(1));
+        let held = s.state.lock();
+        let child = s.rebuilt_after_fork();
+        assert_eq!((child.available(), child.waiting()), (4, 0));
+        assert_eq!(child.acquire(4, None, &mut wait::never()), Ok(()));
+        drop(held);
+    }
+}
+
+/// Model checks (`make loom`) of the hand-off between releasers, waiters in line and waiters
+/// that give up. Waits are untimed (loom's timed waits never time out) and the hook is asked
+/// before every nap, so a lost wake-up shows up as a deadlock.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use crate::core::sync::Arc;
+    use loom::thread;
+
+    fn never() -> impl FnMut() -> bool {
+        || false
+    }
+
+    /// Permits released one at a time reach a waiter for 2 and a waiter for 1; try_acquire
+    /// never jumps the line; nothing is left over or lost.
+    #[test]
+    fn loom_semaphore_fifo_hand_off() {
+        loom::model(|| {
+            let s = Arc::new(Semaphore::new(0, false));
+            let waiters: Vec<_> = [2u64, 1]
+                .into_iter()
+                .map(|n| {
+                    let s = Arc::clone(&s);
+                    thread::spawn(move || s.acquire(n, None, &mut never()))
+                })
+                .collect();
+            s.release(1).unwrap();
+            s.release(2).unwrap();
+            for w in waiters {
+                assert_eq!(w.join().unwrap(), Ok(()));
+            }
+            assert_eq!((s.available(), s.waiting()), (0, 0));
+            assert!(!s.try_acquire(1));
+        });
+    }
+
+    /// Three threads share two permits: never more than two holders at once, and every
+    /// permit comes back.
+    #[test]
+    fn loom_semaphore_n_permits() {
+        use crate::core::sync::atomic::AtomicUsize;
+        loom::model(|| {
+            let s = Arc::new(Semaphore::new(2, true));
+            let inside = Arc::new(AtomicUsize::new(0));
+            let ts: Vec<_> = (0..3)
+                .map(|_| {
+                    let (s, inside) = (Arc::clone(&s), Arc::clone(&inside));
+                    thread::spawn(move || {
+                        s.acquire(1, None, &mut never()).unwrap();
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        assert!(now <= 2, "{now} holders of 2 permits");
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        s.release(1).unwrap();
+                    })
+                })
+                .collect();
+            for t in ts {
+                t.join().unwrap();
+            }
+            assert_eq!((s.available(), s.waiting()), (2, 0));
+        });
+    }
+
+    /// A release races a waiter that gives up (its hook interrupts it) and a waiter that does
+    /// not: the permit goes to exactly one of them, and if the quitter was ahead in line its
+    /// leaving must wake the other.
+    #[test]
+    fn loom_semaphore_release_races_acquire_and_interruption() {
+        loom::model(|| {
+            let s = Arc::new(Semaphore::new(0, false));
+            let s1 = Arc::clone(&s);
+            let quitter = thread::spawn(move || s1.acquire(1, None, &mut || true));
+            let s2 = Arc::clone(&s);
+            let stayer = thread::spawn(move || s2.acquire(1, None, &mut never()));
+            s.release(1).unwrap();
+            let quit = quitter.join().unwrap();
+            if quit == Ok(()) {
+                // It took the permit after all: the other one needs another.
+                s.release(1).unwrap();
+            } else {
+                assert_eq!(quit, Err(Stop::Interrupted));
+            }
+            assert_eq!(stayer.join().unwrap(), Ok(()));
+            assert_eq!((s.available(), s.waiting()), (0, 0));
+        });
     }
 }

@@ -1,7 +1,9 @@
 //! TokenBucket: the core token bucket adapted to Python, usable directly, as a context manager
 //! and as a decorator that rate-limits every call of a function.
 
+use crate::core::forkcell::ForkCell;
 use crate::core::ratelimit::TokenBucket as CoreBucket;
+use crate::core::sync::RwLock;
 use crate::py::args::{real, Count};
 use crate::py::runtime::{acquire_detached, deadline_from, ForkEpoch};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -10,7 +12,6 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::PyTraverseError;
-use std::sync::{PoisonError, RwLock};
 
 /// How long a rate-limited worker waits for a token before asking whether to stop.
 const PACE_SLICE: f64 = 0.05;
@@ -21,14 +22,18 @@ const PACE_SLICE: f64 = 0.05;
 /// in arrival order, with the GIL released.
 #[pyclass(module = "chanpool", name = "TokenBucket", frozen)]
 pub struct TokenBucket {
-    core: CoreBucket,
+    core: ForkCell<CoreBucket>,
     epoch: ForkEpoch,
 }
 
 impl TokenBucket {
+    /// The core, rebuilt on first use in a fork() child (README: keeps working there).
     fn core(&self) -> &CoreBucket {
-        self.epoch.check(|gen| self.core.forget_waiters_before(gen));
-        &self.core
+        self.epoch.check(|_| {
+            let rebuilt = self.core.get().rebuilt_after_fork();
+            self.core.replace_leaking(rebuilt);
+        });
+        self.core.get()
     }
 
     /// The core, once `n` is known to be a request that can ever be served.
@@ -84,7 +89,7 @@ impl TokenBucket {
         let core =
             CoreBucket::new(rate, burst).map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(TokenBucket {
-            core,
+            core: ForkCell::new(core),
             epoch: ForkEpoch::new(),
         })
     }
@@ -114,12 +119,12 @@ impl TokenBucket {
 
     #[getter]
     fn rate(&self) -> f64 {
-        self.core.rate()
+        self.core.get().rate()
     }
 
     #[getter]
     fn burst(&self) -> u64 {
-        self.core.burst()
+        self.core.get().burst()
     }
 
     /// Threads waiting in line right now.
@@ -184,8 +189,8 @@ impl TokenBucket {
     fn __repr__(&self) -> String {
         format!(
             "<chanpool.TokenBucket rate={:?}/s burst={} available={:.3} waiting={}>",
-            self.core.rate(),
-            self.core.burst(),
+            self.core().rate(),
+            self.core().burst(),
             self.core().available(),
             self.core().waiting()
         )
@@ -195,8 +200,8 @@ impl TokenBucket {
 static METHOD_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// A function wrapped by `@bucket`. Has a `__dict__` so functools.update_wrapper can give it
-/// the function's name, docstring and `__wrapped__`. (std's RwLock, like the core: nothing here
-/// parks in parking_lot's process-wide table, which is unsafe to use after fork().)
+/// the function's name, docstring and `__wrapped__`. (The core's fork-safe RwLock: nothing
+/// here parks in parking_lot's process-wide table, which is unsafe to use after fork().)
 #[pyclass(module = "chanpool", name = "RateLimited", frozen, dict)]
 pub struct RateLimited {
     bucket: Py<TokenBucket>,
@@ -215,7 +220,6 @@ impl RateLimited {
         let func = self
             .func
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .map(|f| f.clone_ref(py))
             .ok_or_else(|| PyRuntimeError::new_err("rate-limited function was cleared"))?;
@@ -254,12 +258,7 @@ impl RateLimited {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let func = self
-            .func
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|f| f.clone_ref(py));
+        let func = self.func.read().as_ref().map(|f| f.clone_ref(py));
         let func = match func {
             Some(f) => f.bind(py).repr()?.to_string(),
             None => "<cleared>".to_string(),
@@ -269,7 +268,7 @@ impl RateLimited {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.bucket)?;
-        if let Ok(func) = self.func.try_read() {
+        if let Some(func) = self.func.try_read() {
             if let Some(f) = func.as_ref() {
                 visit.call(f)?;
             }
@@ -278,7 +277,7 @@ impl RateLimited {
     }
 
     fn __clear__(&self) {
-        let taken = self.func.try_write().ok().and_then(|mut g| g.take());
+        let taken = self.func.try_write().and_then(|mut g| g.take());
         drop(taken);
     }
 }

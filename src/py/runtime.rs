@@ -220,20 +220,52 @@ where
 }
 
 /// The fork generation an object that survives fork() was last used in: the first use in a
-/// child process gets to drop what belonged to the parent's threads (waiters in line).
+/// child process gets to rebuild what belonged to the parent's threads (waiters in line, a
+/// lock one of them held).
 pub struct ForkEpoch(AtomicU64);
+
+/// A ForkEpoch's value while the first user in a new generation runs its `forget`.
+const ENTERING: u64 = u64::MAX;
 
 impl ForkEpoch {
     pub fn new() -> Self {
         ForkEpoch(AtomicU64::new(generation()))
     }
 
-    /// Calls `forget` once per new generation, before the object is used there.
+    /// Calls `forget` once per new generation, before the object is used there. Threads that
+    /// arrive meanwhile wait for it to finish (so `forget` must not block), never use the object
+    /// half rebuilt, and never run `forget` twice.
+    #[inline]
     pub fn check(&self, forget: impl FnOnce(u64)) {
         let gen = generation();
         if self.0.load(Ordering::Acquire) != gen {
-            forget(gen);
-            self.0.store(gen, Ordering::Release);
+            self.enter(gen, forget);
+        }
+    }
+
+    #[cold]
+    fn enter(&self, gen: u64, forget: impl FnOnce(u64)) {
+        let mut forget = Some(forget);
+        loop {
+            let seen = self.0.load(Ordering::Acquire);
+            if seen == gen {
+                return;
+            }
+            if seen == ENTERING {
+                std::thread::yield_now();
+                continue;
+            }
+            if self
+                .0
+                .compare_exchange(seen, ENTERING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                if let Some(f) = forget.take() {
+                    f(gen);
+                }
+                self.0.store(gen, Ordering::Release);
+                return;
+            }
         }
     }
 }

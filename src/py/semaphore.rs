@@ -1,6 +1,7 @@
 //! Semaphore: the core semaphore adapted to Python as a drop-in for threading.Semaphore and
 //! threading.BoundedSemaphore.
 
+use crate::core::forkcell::ForkCell;
 use crate::core::semaphore::{ReleaseError, Semaphore as CoreSemaphore};
 use crate::py::args::{Count, Truthy};
 use crate::py::runtime::{acquire_detached, deadline_from, ForkEpoch};
@@ -11,14 +12,18 @@ use pyo3::prelude::*;
 /// are served in arrival order and wait with the GIL released.
 #[pyclass(module = "chanpool", name = "Semaphore", subclass, frozen)]
 pub struct Semaphore {
-    core: CoreSemaphore,
+    core: ForkCell<CoreSemaphore>,
     epoch: ForkEpoch,
 }
 
 impl Semaphore {
+    /// The core, rebuilt on first use in a fork() child (README: keeps working there).
     fn core(&self) -> &CoreSemaphore {
-        self.epoch.check(|gen| self.core.forget_waiters_before(gen));
-        &self.core
+        self.epoch.check(|_| {
+            let rebuilt = self.core.get().rebuilt_after_fork();
+            self.core.replace_leaking(rebuilt);
+        });
+        self.core.get()
     }
 
     /// The core, once `n` is known to be a request that can ever be served.
@@ -37,13 +42,13 @@ impl Semaphore {
 impl Semaphore {
     #[new]
     #[pyo3(
-        signature = (value = Count::ONE, *, bounded = false),
+        signature = (value = Count::ONE, *, bounded = Truthy(false)),
         text_signature = "(value=1, *, bounded=False)"
     )]
-    fn new(value: Count, bounded: bool) -> PyResult<Self> {
+    fn new(value: Count, bounded: Truthy) -> PyResult<Self> {
         let value = value.at_least(0, "semaphore initial value")?;
         Ok(Semaphore {
-            core: CoreSemaphore::new(value, bounded),
+            core: ForkCell::new(CoreSemaphore::new(value, bounded.0)),
             epoch: ForkEpoch::new(),
         })
     }
@@ -113,7 +118,7 @@ impl Semaphore {
 
     #[getter]
     fn bounded(&self) -> bool {
-        self.core.bound().is_some()
+        self.core.get().bound().is_some()
     }
 
     /// Like threading.Semaphore: returns acquire()'s result.
@@ -131,15 +136,19 @@ impl Semaphore {
         Ok(false)
     }
 
-    fn __repr__(&self) -> String {
-        let core = self.core();
+    /// threading's format: `<module.Class at 0x..: value=N>`, `value=N/bound` when bounded.
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let core = slf.get().core();
+        let cls = slf.get_type();
         let value = match core.bound() {
-            Some(b) => format!("{}/{b} bounded", core.available()),
+            Some(b) => format!("{}/{b}", core.available()),
             None => core.available().to_string(),
         };
-        format!(
-            "<chanpool.Semaphore value={value} waiting={}>",
-            core.waiting()
-        )
+        Ok(format!(
+            "<{}.{} at {:#x}: value={value}>",
+            cls.module()?,
+            cls.qualname()?,
+            slf.as_ptr() as usize
+        ))
     }
 }
