@@ -3,7 +3,11 @@
 ``InventoryManager`` keeps one integer stock per product in a sharded native table. Each of
 ``add_stock``, ``remove_stock`` and ``check_stock`` queues the operation and returns a
 :class:`chanpool.Future` (a ``concurrent.futures.Future``) at once; a pool of native workers
-runs the operations without the GIL and attaches only to complete futures, many at a time.
+runs the operations without ever taking the GIL, and one completer thread takes it to complete
+their futures, many at a time. Done-callbacks run on callback threads of their own (up to 32,
+``stats()["callback_threads"]``; a second one starts only while others are stuck), so a
+callback may wait for another operation's result: it never holds up the workers or the
+completer.
 
 Guarantees:
 
@@ -15,7 +19,12 @@ Guarantees:
 * Operations submitted without waiting run concurrently, in any order: wait for a future
   when one operation must see another.
 * Bad input (a product that is not a non-empty ``str``, a quantity that is not a positive
-  ``int``) raises ``TypeError``/``ValueError`` from the call itself; nothing is queued.
+  ``int``) raises ``TypeError``/``ValueError`` from the call itself; nothing is queued. The
+  constructor's counts (``workers``, ``queue_size``, ``low_threshold``) follow the same rules
+  as every count in chanpool: ints or ``__index__`` objects, never bool; out of range is a
+  ``ValueError``.
+* A bounded ``queue_size`` makes callers wait (Ctrl-C works) when operations come faster than
+  their futures can be completed.
 
 With ``bus=PubSub()`` the manager publishes ``<topic_prefix>.<product>.low`` when a removal
 takes the stock from above ``low_threshold`` to at or below it, and
@@ -29,7 +38,11 @@ way; ``shutdown(wait=True)`` returns after they were published.
 
 from __future__ import annotations
 
+from concurrent.futures import _base
+from typing import Any, Optional
+
 from chanpool._core import InventoryManager
+from chanpool._future import Future, _UnretrievedException
 
 __all__ = ["InsufficientStock", "InventoryManager"]
 
@@ -50,3 +63,24 @@ class InsufficientStock(ValueError):
 
     def __str__(self) -> str:
         return f"cannot remove {self.requested} of {self.product!r}: only {self.available} in stock"
+
+
+def _settle(fut: Future[Any], result: object, exc: Optional[BaseException]) -> bool:
+    """What ``Future.set_result`` / ``set_exception`` do, except running the done-callbacks:
+    the manager's completer sets outcomes and wakes waiters, and hands the futures that have
+    callbacks to callback threads (``fut._invoke_callbacks()``), so a callback that blocks never
+    delays another future's completion. Returns whether there are callbacks to run."""
+    with fut._condition:
+        if exc is None:
+            fut._result = result
+        else:
+            fut._unretrieved = _UnretrievedException(exc)
+            fut._exception = exc
+        fut._state = _base.FINISHED
+        for waiter in fut._waiters:
+            if exc is None:
+                waiter.add_result(fut)
+            else:
+                waiter.add_exception(fut)
+        fut._condition.notify_all()
+    return bool(fut._done_callbacks)  # type: ignore[attr-defined]

@@ -3,7 +3,7 @@
 //! different products rarely meet on a lock; every check-and-change happens under one shard lock,
 //! which is what makes overselling impossible.
 
-use parking_lot::Mutex;
+use crate::core::sync::Mutex;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;

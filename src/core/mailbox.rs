@@ -328,7 +328,7 @@ mod tests {
         for _ in 0..20 {
             let m = Arc::new(Mailbox::new(8, Overflow::Block, 1));
             let (sched_tx, sched_rx) = crossbeam_channel::unbounded::<()>();
-            let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+            let seen = Arc::new(crate::core::sync::Mutex::new(Vec::new()));
             let consumer = {
                 let m = Arc::clone(&m);
                 let seen = Arc::clone(&seen);

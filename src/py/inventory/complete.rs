@@ -1,0 +1,301 @@
+//! Completing the inventory manager's futures, off the workers, in two phases.
+//!
+//! Operation workers never attach to the interpreter: they hand their finished operations over
+//! in batches to one completer thread, which attaches once and completes batch after batch: it
+//! sets each future's outcome and wakes whoever waits on it, and runs no user code. The futures
+//! that have done-callbacks then go to callback threads. So a callback that waits for another
+//! operation never holds up the workers that run it, nor the completer that completes it; a
+//! callback thread stuck in such a callback is noticed (callbacks waiting, none taken) and
+//! another one starts, up to CALLBACK_THREADS.
+
+use crate::core::inventory::StockError;
+use crate::core::pool::{Next, Pool, Rejected, Worker};
+use crate::py::errors;
+use pyo3::exceptions::{PyOverflowError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Callback threads at most: one runs the callbacks; more start only while others are stuck.
+pub(super) const CALLBACK_THREADS: usize = 32;
+/// Batches waiting for the completer before the workers wait (backpressure that reaches a
+/// bounded queue_size while completion lags).
+pub(super) const BACKLOG: usize = 64;
+
+/// A finished operation whose future is still to be completed.
+pub(super) struct Done {
+    pub(super) fut: Py<PyAny>,
+    pub(super) product: String,
+    pub(super) outcome: Result<i64, StockError>,
+}
+
+pub(super) type CompPool = Pool<Vec<Done>>;
+type CbPool = Pool<Vec<Py<PyAny>>>;
+
+thread_local! {
+    /// On a callback thread: the futures of its batch whose callbacks have not run yet. A
+    /// callback that calls shutdown(wait=True) runs the rest itself instead of waiting for its
+    /// own thread.
+    static CURRENT: RefCell<VecDeque<Py<PyAny>>> = const { RefCell::new(VecDeque::new()) };
+    /// On a callback thread: the address of the Completion it works for.
+    static CALLBACKS_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// On the completer: the same (its Python code can in principle reach shutdown, through a
+    /// finalizer run by the GC).
+    static COMPLETER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// What completion needs from Python, looked up once so that completers never import.
+struct Api {
+    insufficient: Py<PyType>,
+    /// chanpool.inventory._settle: a future's outcome set and its waiters woken, callbacks not
+    /// run (they go to a callback thread).
+    settle: Py<PyAny>,
+    unretrieved: Py<PyAny>,
+    finished: Py<PyAny>,
+}
+
+static API: PyOnceLock<Api> = PyOnceLock::new();
+
+fn api(py: Python<'_>) -> PyResult<&Api> {
+    API.get_or_try_init(py, || {
+        let inventory = py.import("chanpool.inventory")?;
+        Ok(Api {
+            insufficient: inventory
+                .getattr("InsufficientStock")?
+                .cast_into::<PyType>()?
+                .unbind(),
+            settle: inventory.getattr("_settle")?.unbind(),
+            unretrieved: py
+                .import("chanpool._future")?
+                .getattr("_UnretrievedException")?
+                .unbind(),
+            finished: py
+                .import("concurrent.futures._base")?
+                .getattr("FINISHED")?
+                .unbind(),
+        })
+    })
+}
+
+/// Imports what completion needs, on the constructing thread.
+pub(super) fn prepare(py: Python<'_>) -> PyResult<()> {
+    api(py).map(|_| ())
+}
+
+/// Sets a future's outcome. Unobserved (nobody waits, no callbacks: `_cond` is None) it is
+/// finished with plain attribute writes, as py::future does; everything that runs Python code
+/// happens before that check. Otherwise `_settle` does what Future.set_result does except
+/// running the callbacks: true when there are callbacks to run.
+fn settle(
+    py: Python<'_>,
+    api: &Api,
+    fut: &Bound<'_, PyAny>,
+    outcome: Result<Bound<'_, PyAny>, Bound<'_, PyAny>>,
+) -> PyResult<bool> {
+    let unobserved = |fut: &Bound<'_, PyAny>| -> PyResult<bool> {
+        Ok(fut.getattr(pyo3::intern!(py, "_cond"))?.is_none())
+    };
+    let (value, exc) = match outcome {
+        Ok(value) => {
+            if unobserved(fut)? {
+                fut.setattr(pyo3::intern!(py, "_result"), value)?;
+                fut.setattr(pyo3::intern!(py, "_state"), api.finished.bind(py))?;
+                return Ok(false);
+            }
+            (value, py.None().into_bound(py))
+        }
+        Err(exc) => {
+            // Refusals are common in an inventory (every "sold out"): keep them cheap, and
+            // keep the never-retrieved report.
+            let unretrieved = api.unretrieved.bind(py).call1((&exc,))?;
+            if unobserved(fut)? {
+                fut.setattr(pyo3::intern!(py, "_exception"), &exc)?;
+                fut.setattr(pyo3::intern!(py, "_unretrieved"), unretrieved)?;
+                fut.setattr(pyo3::intern!(py, "_state"), api.finished.bind(py))?;
+                return Ok(false);
+            }
+            // _settle makes its own report.
+            unretrieved.setattr(pyo3::intern!(py, "exc"), py.None())?;
+            (py.None().into_bound(py), exc)
+        }
+    };
+    api.settle.bind(py).call1((fut, value, exc))?.is_truthy()
+}
+
+/// The completer's books and the callback threads, shared with the manager.
+pub(super) struct Completion {
+    pub(super) completed: AtomicU64,
+    pub(super) refused: AtomicU64,
+    pub(super) overflowed: AtomicU64,
+    /// Times the completer attached to complete what had been handed over.
+    pub(super) batches: AtomicU64,
+    pub(super) callbacks: Arc<CbPool>,
+}
+
+impl Completion {
+    /// The books, their callback threads (lazy: a second one starts only when the first is
+    /// stuck) and the completer pool (one thread, bounded backlog).
+    pub(super) fn start(stack_size: usize, starve_after: Duration) -> (Arc<Self>, Arc<CompPool>) {
+        let books = Arc::new_cyclic(|me: &std::sync::Weak<Completion>| {
+            // The callback threads know their Completion by address only: a strong reference
+            // from them would keep it (and so their own pool) alive forever.
+            let owner = me.as_ptr() as usize;
+            let callbacks = Pool::new(CALLBACK_THREADS, 0, "chanpool-ims-cb".into(), move |w| {
+                callbacks_main(owner, w)
+            });
+            callbacks.set_lazy(1, starve_after);
+            callbacks.set_stack_size(stack_size);
+            Completion {
+                completed: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                overflowed: AtomicU64::new(0),
+                batches: AtomicU64::new(0),
+                callbacks,
+            }
+        });
+        let body = Arc::clone(&books);
+        let done = Pool::new(1, BACKLOG, "chanpool-ims-done".into(), move |w| {
+            completer_main(&body, w)
+        });
+        done.set_stack_size(stack_size);
+        (books, done)
+    }
+
+    /// Whether the calling thread is one of this manager's callback threads.
+    pub(super) fn on_callback_thread(&self) -> bool {
+        CALLBACKS_OF.with(|c| c.get()) == self as *const Completion as usize
+    }
+
+    /// Whether the calling thread is this manager's completer.
+    pub(super) fn on_completer_thread(&self) -> bool {
+        COMPLETER_OF.with(|c| c.get()) == self as *const Completion as usize
+    }
+
+    /// Completes a batch; the futures with callbacks go to the callback threads (or run here
+    /// once those have stopped).
+    pub(super) fn complete(&self, py: Python<'_>, batch: Vec<Done>) {
+        let api = match api(py) {
+            Ok(api) => api,
+            Err(e) => return errors::log_exception(py, "InventoryManager: completion failed", e),
+        };
+        let mut later = Vec::new();
+        for d in batch {
+            let fut = d.fut.clone_ref(py);
+            if self.finish(py, api, d) {
+                later.push(fut);
+            }
+        }
+        if later.is_empty() {
+            return;
+        }
+        let n = later.len() as u64;
+        if let Err(Rejected::Closed(futs) | Rejected::Full(futs)) =
+            self.callbacks.try_submit(later, n)
+        {
+            run_callbacks(py, futs);
+        }
+    }
+
+    /// Sets one future's outcome; true when it has callbacks to run.
+    fn finish(&self, py: Python<'_>, api: &Api, d: Done) -> bool {
+        // Counted first: whoever sees the future done also sees it counted.
+        self.completed.fetch_add(1, Ordering::Relaxed);
+        let outcome = match d.outcome {
+            Ok(stock) => Ok(stock.into_pyobject(py).unwrap().into_any()),
+            Err(StockError::Insufficient {
+                requested,
+                available,
+            }) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                let made = api
+                    .insufficient
+                    .bind(py)
+                    .call1((&d.product, requested, available));
+                Err(made.unwrap_or_else(|e| e.into_value(py).into_bound(py).into_any()))
+            }
+            Err(StockError::Overflow { stock, requested }) => {
+                self.overflowed.fetch_add(1, Ordering::Relaxed);
+                Err(PyOverflowError::new_err(format!(
+                    "adding {requested} to {:?} (stock {stock}) would exceed the maximum stock \
+                     of {}",
+                    d.product,
+                    i64::MAX
+                ))
+                .into_value(py)
+                .into_bound(py)
+                .into_any())
+            }
+            Err(e @ StockError::InvalidQuantity(_)) => Err(PyValueError::new_err(e.to_string())
+                .into_value(py)
+                .into_bound(py)
+                .into_any()),
+        };
+        match settle(py, api, d.fut.bind(py), outcome) {
+            Ok(callbacks) => callbacks,
+            Err(e) => {
+                errors::log_exception(py, "InventoryManager: could not complete a future", e);
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        // The completer is gone: no more callbacks come; the threads run what they have.
+        self.callbacks.close();
+    }
+}
+
+/// Runs the futures' done-callbacks (Future._invoke_callbacks logs what they raise), then
+/// whatever a nested call left of the current batch. No borrow is held while they run.
+pub(super) fn run_callbacks(py: Python<'_>, futs: Vec<Py<PyAny>>) {
+    CURRENT.with(|c| c.borrow_mut().extend(futs));
+    while let Some(f) = CURRENT.with(|c| c.borrow_mut().pop_front()) {
+        if let Err(e) = f
+            .bind(py)
+            .call_method0(pyo3::intern!(py, "_invoke_callbacks"))
+        {
+            errors::log_exception(py, "InventoryManager: running done-callbacks failed", e);
+        }
+    }
+}
+
+fn completer_main(c: &Arc<Completion>, w: Worker<Vec<Done>>) {
+    COMPLETER_OF.with(|me| me.set(Arc::as_ptr(c) as usize));
+    c.batches.fetch_add(1, Ordering::Relaxed);
+    Python::attach(|py| loop {
+        let batch = match w.try_next() {
+            Next::Job(b) => b,
+            Next::Empty => match py.detach(|| w.wait_next()) {
+                Some(b) => {
+                    c.batches.fetch_add(1, Ordering::Relaxed);
+                    b
+                }
+                None => break,
+            },
+            Next::Closed => break,
+        };
+        c.complete(py, batch);
+    });
+}
+
+fn callbacks_main(owner: usize, w: Worker<Vec<Py<PyAny>>>) {
+    CALLBACKS_OF.with(|c| c.set(owner));
+    Python::attach(|py| loop {
+        let futs = match w.try_next() {
+            Next::Job(f) => f,
+            Next::Empty => match py.detach(|| w.wait_next()) {
+                Some(f) => f,
+                None => break,
+            },
+            Next::Closed => break,
+        };
+        run_callbacks(py, futs);
+    });
+}

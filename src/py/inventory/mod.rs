@@ -1,0 +1,625 @@
+//! InventoryManager: the stock table on a native worker pool.
+//!
+//! Workers run operations without ever attaching to the interpreter and hand finished ones
+//! over in batches to a completer thread ([`complete`]), which attaches once and completes
+//! batch after batch, so 100,000 futures take a handful of GIL acquisitions; done-callbacks run
+//! on callback threads, never on (or in the way of) the workers or the completer. Threshold
+//! events go to their own publisher ([`events`]).
+
+mod complete;
+mod events;
+
+use crate::core::inventory::Inventory;
+use crate::core::pool::{Next, Pool, Rejected, Worker};
+use crate::py::args::{Count, Truthy};
+use crate::py::future;
+use crate::py::runtime::{self, Stoppable, SLICE};
+use complete::{CompPool, Completion, Done};
+use events::{EvPool, Events};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use pyo3::PyTraverseError;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+/// Operations a worker runs before it hands their results over for completion.
+const BATCH: usize = 256;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Add,
+    Remove,
+    Check,
+}
+
+pub struct OpJob {
+    kind: Kind,
+    product: String,
+    qty: i64,
+    fut: Py<PyAny>,
+}
+
+type OpPool = Pool<OpJob>;
+
+/// What the workers share with the Python object.
+struct Shared {
+    inv: Inventory,
+    events: Option<(Arc<Events>, Arc<EvPool>)>,
+    core: OnceLock<Weak<OpPool>>,
+    done: Arc<CompPool>,
+    books: Arc<Completion>,
+}
+
+impl Shared {
+    fn run(&self, job: OpJob, out: &mut Vec<Done>) {
+        let outcome = match job.kind {
+            Kind::Add => self.inv.add(&job.product, job.qty),
+            Kind::Remove => self.inv.remove(&job.product, job.qty, |e| {
+                if let Some((ev, pool)) = &self.events {
+                    ev.emit(pool, e);
+                }
+            }),
+            Kind::Check => Ok(self.inv.check(&job.product)),
+        };
+        out.push(Done {
+            fut: job.fut,
+            product: job.product,
+            outcome,
+        });
+    }
+
+    /// A worker's life, detached throughout: runs operations and hands them over for
+    /// completion a batch at a time (as soon as the queue runs dry, so nothing waits on a
+    /// batch that is not full), until the pool is closed and drained.
+    fn work(&self, w: &Worker<OpJob>) {
+        let mut local = Vec::with_capacity(BATCH);
+        loop {
+            let closed = match w.try_next() {
+                Next::Job(j) => {
+                    self.run(j, &mut local);
+                    if local.len() < BATCH {
+                        continue;
+                    }
+                    false
+                }
+                Next::Empty if local.is_empty() => match w.wait_next() {
+                    Some(j) => {
+                        self.run(j, &mut local);
+                        continue;
+                    }
+                    None => true,
+                },
+                Next::Empty => {
+                    // About to wait: a submit that a completion triggers should reuse this
+                    // worker, not start another.
+                    w.finishing();
+                    false
+                }
+                Next::Closed => true,
+            };
+            if !local.is_empty() {
+                self.hand_over(std::mem::replace(&mut local, Vec::with_capacity(BATCH)));
+            }
+            if closed {
+                return;
+            }
+        }
+    }
+
+    /// Queues a batch for the completers, waiting while their backlog is full.
+    fn hand_over(&self, batch: Vec<Done>) {
+        let n = batch.len() as u64;
+        let mut batch = match self.done.try_submit(batch, n) {
+            Ok(()) => return,
+            Err(Rejected::Full(b)) => b,
+            Err(Rejected::Closed(b)) => return lost(b),
+        };
+        loop {
+            match self.done.submit_timeout(batch, n, SLICE) {
+                Ok(()) => return,
+                Err(Rejected::Full(b)) => batch = b,
+                Err(Rejected::Closed(b)) => return lost(b),
+            }
+        }
+    }
+
+    /// Runs what is still queued on the calling thread (a pool closed before a worker could
+    /// start for a last submit leaves it there) and completes it.
+    fn run_leftovers(&self, py: Python<'_>, core: &OpPool) {
+        let left = core.drain();
+        if left.is_empty() {
+            return;
+        }
+        let mut out = Vec::with_capacity(left.len());
+        py.detach(|| {
+            for j in left {
+                self.run(j, &mut out);
+            }
+        });
+        self.books.complete(py, out);
+    }
+
+    /// Closes the queue and waits (detached, Ctrl-C honoured) until every queued operation
+    /// has run and its future completed; then the publisher finishes (or, at exit, drops) the
+    /// pending events. From a done-callback, the calling thread runs the rest of its batch of
+    /// callbacks itself.
+    fn stop(&self, py: Python<'_>, exit: bool) -> PyResult<()> {
+        if let Some(core) = self.core.get().and_then(Weak::upgrade) {
+            core.close();
+            join_all(py, &core, false)?;
+            self.run_leftovers(py, &core);
+        }
+        // Every worker is gone: nothing more is handed over.
+        self.done.close();
+        join_all(py, &self.done, self.books.on_completer_thread())?;
+        let left: Vec<Done> = self.done.drain().into_iter().flatten().collect();
+        self.books.complete(py, left);
+        // Every future is complete: what is left are their callbacks.
+        let callbacks = &self.books.callbacks;
+        callbacks.close();
+        join_all(py, callbacks, self.books.on_callback_thread())?;
+        complete::run_callbacks(py, callbacks.drain().into_iter().flatten().collect());
+        if let Some((ev, _)) = &self.events {
+            ev.stop(py, exit)?;
+        }
+        Ok(())
+    }
+}
+
+/// A batch the completers can no longer take: only if they were closed before the workers
+/// finished, which stop() and Drop rule out. Said loudly rather than lost silently.
+fn lost(batch: Vec<Done>) {
+    log::error!(target: "chanpool", "InventoryManager: {} finished operations could not be completed", batch.len());
+}
+
+/// Waits (detached, Ctrl-C honoured) until every thread of a closed pool has exited, except
+/// the calling one when `me` (Pool::join skips it).
+fn join_all<J: Send + 'static>(py: Python<'_>, pool: &Pool<J>, me: bool) -> PyResult<()> {
+    loop {
+        while !py.detach(|| pool.join(Some(SLICE))) {
+            py.check_signals()?;
+        }
+        // A thread that was being started as the pool closed is joined on the next round.
+        if pool.snapshot().workers <= usize::from(me) {
+            return Ok(());
+        }
+    }
+}
+
+impl Stoppable for Shared {
+    fn stop_for_exit(&self, py: Python<'_>) {
+        let _ = self.stop(py, true);
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The last worker is gone and so is the manager: nothing can be handed over or
+        // emitted any more; the completers finish what they have and exit.
+        self.done.close();
+        if let Some((_, pool)) = &self.events {
+            pool.close();
+        }
+    }
+}
+
+fn worker_main(sh: Arc<Shared>, w: Worker<OpJob>) {
+    sh.work(&w);
+}
+
+fn closed_error() -> PyErr {
+    if runtime::exiting() {
+        PyRuntimeError::new_err(
+            "cannot schedule new inventory operations after interpreter shutdown",
+        )
+    } else {
+        PyRuntimeError::new_err("cannot schedule new inventory operations after shutdown")
+    }
+}
+
+/// A stock quantity or threshold: a whole number in range, checked like every count.
+fn stock_count(n: Count, min: u64, what: &str) -> PyResult<i64> {
+    let n = n.at_least(min, what)?;
+    i64::try_from(n)
+        .map_err(|_| PyValueError::new_err(format!("{what} must be at most {}", i64::MAX)))
+}
+
+/// How long queued batches may wait without a completer taking one before another completer
+/// starts: a few GIL switch intervals, so that taking turns at the GIL never looks stuck.
+fn starve_after(py: Python<'_>) -> Duration {
+    let switch: f64 = py
+        .import("sys")
+        .and_then(|m| m.call_method0("getswitchinterval"))
+        .and_then(|v| v.extract())
+        .unwrap_or(0.005);
+    Duration::try_from_secs_f64(switch * 4.0)
+        .unwrap_or(Duration::from_millis(20))
+        .clamp(Duration::from_millis(5), Duration::from_secs(1))
+}
+
+/// A product becomes one token of an event topic, so with a bus it must be one.
+fn topic_token_error(p: &str) -> Option<&'static str> {
+    if p.chars().any(char::is_whitespace) {
+        Some("whitespace")
+    } else if p.contains('.') {
+        Some("'.'")
+    } else if p.contains('*') || p.contains('>') {
+        Some("a wildcard ('*' or '>')")
+    } else {
+        None
+    }
+}
+
+/// Stock kept in Rust and changed by a native worker pool; every operation returns a future.
+#[pyclass(
+    module = "chanpool.inventory",
+    name = "InventoryManager",
+    subclass,
+    frozen
+)]
+pub struct InventoryManager {
+    core: Arc<OpPool>,
+    shared: Arc<Shared>,
+    gen: u64,
+}
+
+impl InventoryManager {
+    fn check(&self) -> PyResult<()> {
+        runtime::check_process(self.gen, "InventoryManager")?;
+        if self.core.is_closed() || runtime::exiting() {
+            return Err(closed_error());
+        }
+        Ok(())
+    }
+
+    fn product(&self, product: &Bound<'_, PyAny>) -> PyResult<String> {
+        let s = product.cast::<PyString>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "product must be a str, got {}",
+                product
+                    .get_type()
+                    .name()
+                    .map_or_else(|_| "?".to_string(), |n| n.to_string())
+            ))
+        })?;
+        let p = s.to_cow()?;
+        if p.is_empty() {
+            return Err(PyValueError::new_err("product must be a non-empty str"));
+        }
+        if self.shared.events.is_some() {
+            if let Some(bad) = topic_token_error(&p) {
+                return Err(PyValueError::new_err(format!(
+                    "product {p:?} contains {bad}: with a bus, product names become one token \
+                     of the event topic"
+                )));
+            }
+        }
+        Ok(p.into_owned())
+    }
+
+    fn submit(
+        &self,
+        py: Python<'_>,
+        kind: Kind,
+        product: &Bound<'_, PyAny>,
+        qty: i64,
+    ) -> PyResult<Py<PyAny>> {
+        let product = self.product(product)?;
+        self.check()?;
+        let fut = future::new_future(py)?;
+        // Running from the start: an accepted operation cannot be cancelled, so a future's
+        // outcome always says whether the stock changed.
+        future::start(&fut)?;
+        let fut = fut.unbind();
+        let job = OpJob {
+            kind,
+            product,
+            qty,
+            fut: fut.clone_ref(py),
+        };
+        let mut job = match self.core.try_submit(job, 1) {
+            Ok(()) => return Ok(fut),
+            Err(Rejected::Closed(_)) => return Err(closed_error()),
+            Err(Rejected::Full(j)) => j,
+        };
+        loop {
+            match py.detach(|| self.core.submit_timeout(job, 1, SLICE)) {
+                Ok(()) => {
+                    if self.core.is_closed() {
+                        // Shutdown may have finished before our job got in.
+                        self.shared.run_leftovers(py, &self.core);
+                    }
+                    return Ok(fut);
+                }
+                Err(Rejected::Closed(_)) => return Err(closed_error()),
+                Err(Rejected::Full(j)) => {
+                    job = j;
+                    py.check_signals()?;
+                }
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl InventoryManager {
+    #[new]
+    #[pyo3(
+        signature = (workers = Count::of(10), queue_size = Count::of(0), *, bus = None, low_threshold = None, topic_prefix = "inventory"),
+        text_signature = "(workers=10, queue_size=0, *, bus=None, low_threshold=None, topic_prefix='inventory')"
+    )]
+    fn new(
+        py: Python<'_>,
+        workers: Count,
+        queue_size: Count,
+        bus: Option<Bound<'_, PyAny>>,
+        low_threshold: Option<Count>,
+        topic_prefix: &str,
+    ) -> PyResult<Self> {
+        let too_many = |what: &str| PyValueError::new_err(format!("{what} is too large"));
+        let workers =
+            usize::try_from(workers.at_least(1, "workers")?).map_err(|_| too_many("workers"))?;
+        let queue_size = match queue_size.at_least(0, "queue_size") {
+            Ok(q) => usize::try_from(q).map_err(|_| too_many("queue_size"))?,
+            Err(_) if queue_size.below(0) => {
+                return Err(PyValueError::new_err(
+                    "queue_size must be >= 0 (0 means unbounded)",
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        let bus = bus.filter(|b| !b.is_none());
+        if let Some(b) = &bus {
+            let ok = b
+                .getattr(pyo3::intern!(py, "publish"))
+                .map(|p| p.is_callable())
+                .unwrap_or(false);
+            if !ok {
+                return Err(PyTypeError::new_err(format!(
+                    "bus must be a chanpool.PubSub (something with publish(topic, data)), got {}",
+                    b.get_type().name()?
+                )));
+            }
+        }
+        let low_threshold = match low_threshold {
+            None => None,
+            Some(t) => {
+                let n = stock_count(t, 0, "low_threshold")?;
+                if bus.is_none() {
+                    return Err(PyValueError::new_err(
+                        "low_threshold needs a bus: low-stock events are published on it",
+                    ));
+                }
+                Some(n)
+            }
+        };
+        if bus.is_some() {
+            crate::core::topic::validate_topic(topic_prefix)
+                .map_err(|e| PyValueError::new_err(format!("topic_prefix: {}", e.0)))?;
+        }
+        if runtime::exiting() {
+            return Err(closed_error());
+        }
+        // Resolved now so that completers never import.
+        complete::prepare(py)?;
+
+        let events = bus.map(|b| Events::start(b.unbind(), topic_prefix, low_threshold));
+        let (books, done) = Completion::start(runtime::thread_stack_size(py), starve_after(py));
+        let shared = Arc::new(Shared {
+            inv: Inventory::new(low_threshold),
+            events,
+            core: OnceLock::new(),
+            done,
+            books,
+        });
+        let body = Arc::clone(&shared);
+        let core = Pool::new(workers, queue_size, "chanpool-ims".into(), move |w| {
+            worker_main(Arc::clone(&body), w)
+        });
+        let _ = shared.core.set(Arc::downgrade(&core));
+        // Workers first: at exit they must stop before the publisher they feed.
+        let stoppable: Arc<dyn Stoppable> = shared.clone();
+        runtime::register(&stoppable);
+        if let Some((ev, _)) = &shared.events {
+            let stoppable: Arc<dyn Stoppable> = ev.clone();
+            runtime::register(&stoppable);
+        }
+        Ok(InventoryManager {
+            core,
+            shared,
+            gen: runtime::generation(),
+        })
+    }
+
+    /// Adds qty units; the future's result is the new stock.
+    fn add_stock(
+        &self,
+        py: Python<'_>,
+        product: &Bound<'_, PyAny>,
+        qty: Count,
+    ) -> PyResult<Py<PyAny>> {
+        let qty = stock_count(qty, 1, "qty")?;
+        self.submit(py, Kind::Add, product, qty)
+    }
+
+    /// Removes qty units if that many are in stock; the future's result is the new stock, or
+    /// it raises InsufficientStock and nothing changed.
+    fn remove_stock(
+        &self,
+        py: Python<'_>,
+        product: &Bound<'_, PyAny>,
+        qty: Count,
+    ) -> PyResult<Py<PyAny>> {
+        let qty = stock_count(qty, 1, "qty")?;
+        self.submit(py, Kind::Remove, product, qty)
+    }
+
+    /// The stock when the operation runs (0 for an unknown product).
+    fn check_stock(&self, py: Python<'_>, product: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.submit(py, Kind::Check, product, 0)
+    }
+
+    /// Every product's stock at one instant, read now on the calling thread.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        runtime::check_process(self.gen, "InventoryManager")?;
+        let items = py.detach(|| self.shared.inv.snapshot());
+        let d = PyDict::new(py);
+        for (k, v) in items {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+
+    /// Counters: operations (submitted, completed, refused, overflowed, queued), how many
+    /// times the workers attached to complete futures, and the event publisher's books.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        runtime::check_process(self.gen, "InventoryManager")?;
+        let s = self.core.snapshot();
+        let sh = &self.shared;
+        let products = py.detach(|| sh.inv.products());
+        let d = PyDict::new(py);
+        d.set_item("workers", s.workers)?;
+        d.set_item("idle", s.idle)?;
+        d.set_item("queued", s.queued)?;
+        d.set_item("submitted", s.submitted)?;
+        let books = &sh.books;
+        d.set_item("completed", books.completed.load(Ordering::Relaxed))?;
+        d.set_item("refused", books.refused.load(Ordering::Relaxed))?;
+        d.set_item("overflowed", books.overflowed.load(Ordering::Relaxed))?;
+        d.set_item("completion_batches", books.batches.load(Ordering::Relaxed))?;
+        d.set_item("callback_threads", books.callbacks.snapshot().workers)?;
+        d.set_item("products", products)?;
+        let (emitted, published, failed, dropped, pending) = match &sh.events {
+            None => (0, 0, 0, 0, 0),
+            Some((ev, _)) => (
+                ev.emitted.load(Ordering::Relaxed),
+                ev.published.load(Ordering::Relaxed),
+                ev.failed.load(Ordering::Relaxed),
+                ev.dropped.load(Ordering::Relaxed),
+                ev.pending(),
+            ),
+        };
+        d.set_item("events_emitted", emitted)?;
+        d.set_item("events_published", published)?;
+        d.set_item("events_failed", failed)?;
+        d.set_item("events_dropped", dropped)?;
+        d.set_item("events_pending", pending)?;
+        d.set_item("max_workers", self.core.max_workers())?;
+        d.set_item("queue_size", self.core.capacity())?;
+        Ok(d)
+    }
+
+    /// Stops accepting operations. Queued ones still run; with wait, returns once they have
+    /// all completed and their events have been published.
+    #[pyo3(signature = (wait = Truthy(true)), text_signature = "($self, wait=True)")]
+    fn shutdown(&self, py: Python<'_>, wait: Truthy) -> PyResult<()> {
+        if self.gen != runtime::generation() {
+            return Ok(());
+        }
+        if wait.0 {
+            self.shared.stop(py, false)
+        } else {
+            self.core.close();
+            Ok(())
+        }
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        self.shutdown(py, Truthy(true))?;
+        Ok(false)
+    }
+
+    #[getter]
+    fn bus(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let (ev, _) = self.shared.events.as_ref()?;
+        let b = ev.bus.read().as_ref().map(|b| b.clone_ref(py));
+        b
+    }
+
+    #[getter]
+    fn low_threshold(&self) -> Option<i64> {
+        self.shared.inv.low_threshold()
+    }
+
+    #[getter]
+    fn topic_prefix(&self) -> Option<&str> {
+        self.shared
+            .events
+            .as_ref()
+            .map(|(ev, _)| ev.prefix.as_str())
+    }
+
+    #[getter]
+    fn max_workers(&self) -> usize {
+        self.core.max_workers()
+    }
+
+    #[getter]
+    fn queue_size(&self) -> usize {
+        self.core.capacity()
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    fn __repr__(&self) -> String {
+        let s = self.core.snapshot();
+        format!(
+            "<chanpool.inventory.InventoryManager workers={} queue_size={} queued={}{}>",
+            self.core.max_workers(),
+            self.core.capacity(),
+            s.queued,
+            if self.core.is_closed() {
+                " shutdown"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some((ev, _)) = &self.shared.events {
+            if let Some(b) = ev.bus.try_read() {
+                if let Some(b) = b.as_ref() {
+                    visit.call(b)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        if let Some((ev, _)) = &self.shared.events {
+            let taken = ev.bus.try_write().and_then(|mut g| g.take());
+            drop(taken);
+        }
+    }
+}
+
+impl Drop for InventoryManager {
+    fn drop(&mut self) {
+        if self.gen != runtime::generation() {
+            // Created before fork(): its threads and locks belong to the parent.
+            std::mem::forget(Arc::clone(&self.core));
+            std::mem::forget(Arc::clone(&self.shared));
+            return;
+        }
+        // Like an unreferenced executor: queued operations still run, then workers exit.
+        self.core.close();
+    }
+}
