@@ -5,7 +5,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import gc
 import logging
+import math
 import random
+import sys
 import threading
 import time
 import weakref
@@ -13,7 +15,7 @@ import weakref
 import chanpool
 import pytest
 from chanpool import _context
-from helpers import assert_clean_exit, run_py, wait_until, watchdog
+from helpers import wait_until, watchdog
 
 # ------------------------------------------------------------------------------ basics
 
@@ -121,11 +123,68 @@ def test_child_deadline_never_outlives_the_parent():
     assert earlier.wait(30) and isinstance(earlier.err, chanpool.DeadlineExceeded)
 
 
-@pytest.mark.parametrize("timeout", [0, -1, 0.0])
-def test_past_deadlines_expire_promptly(timeout):
+@pytest.mark.parametrize("timeout", [0, -1, 0.0, -math.inf, -1e300])
+def test_past_deadlines_have_expired_on_return(timeout):
+    """Go's WithTimeout: a deadline already passed ends the child before it is returned."""
+    parent = chanpool.Context()
+    ctx = parent.with_timeout(timeout)
+    assert isinstance(ctx.err, chanpool.DeadlineExceeded) and ctx.wait(0)
+    assert ctx.remaining() == 0.0 and not parent.cancelled
+    assert isinstance(parent.with_deadline(time.monotonic() - 1).err, chanpool.DeadlineExceeded)
+
+
+@pytest.mark.parametrize("timeout", [math.inf, 1e10, 9.3e18, 1e19, 1.8e19, 1e300], ids=repr)
+def test_huge_timeouts_mean_never_or_the_far_future(timeout):
     ctx = chanpool.Context().with_timeout(timeout)
-    assert ctx.wait(30)
-    assert isinstance(ctx.err, chanpool.DeadlineExceeded)
+    assert not ctx.cancelled and not ctx.wait(0.01)
+    if timeout == math.inf:
+        assert ctx.deadline is None and ctx.remaining() is None
+    else:
+        assert ctx.remaining() > 1e9
+    assert "left" in repr(ctx) or "active" in repr(ctx)
+    # A parent's real deadline still ends it.
+    child = chanpool.Context().with_timeout(0.02).with_timeout(timeout)
+    assert child.wait(30) and isinstance(child.err, chanpool.DeadlineExceeded)
+    ctx.cancel()
+
+
+@pytest.mark.parametrize("timeout", [math.inf, 1e19, 1e300], ids=repr)
+def test_waits_with_huge_timeouts_last_until_the_end(timeout):
+    ctx = chanpool.Context()
+    ended = threading.Event()
+    t = threading.Thread(target=lambda: ended.set() if ctx.wait(timeout) else None, daemon=True)
+    t.start()
+    wait_until(lambda: t.ident is not None)
+    ctx.cancel()
+    assert ended.wait(30)
+    assert chanpool.run_with_timeout(abs, timeout, -3) == 3
+    with pytest.raises(ValueError, match="NaN"):
+        ctx.wait(math.nan)
+    with pytest.raises(ValueError, match="NaN"):
+        chanpool.run_with_timeout(abs, math.nan, -3)
+
+
+def test_deep_chains_end_without_recursion():
+    """Ending a context ends its descendants iteratively: a chain far deeper than the
+    recursion limit ends whole, and every callback along it runs, innermost first."""
+    depth = 5 * sys.getrecursionlimit()
+    root = chanpool.Context()
+    ctx, order = root, []
+    for i in range(depth):
+        ctx = ctx.with_cancel()
+        ctx.on_cancel(lambda i=i: order.append(i))
+    root.cancel()
+    assert ctx.cancelled and ctx.err is root.err
+    assert order == list(range(depth - 1, -1, -1))
+    # And from the timer.
+    top = chanpool.Context().with_timeout(0.05)
+    ctx = top
+    fired = []
+    for _ in range(depth):
+        ctx = ctx.with_cancel()
+    ctx.on_cancel(lambda: fired.append(1))
+    assert ctx.wait(30) and isinstance(ctx.err, chanpool.DeadlineExceeded)
+    wait_until(lambda: fired == [1], what="the innermost callback")
 
 
 def test_many_deadlines_from_many_threads_all_fire_once():
@@ -192,6 +251,53 @@ def test_on_cancel_runs_once_and_can_be_unregistered():
     assert calls == ["a"]
     ctx.on_cancel(lambda: calls.append("late"))  # already ended: runs at once
     assert calls == ["a", "late"]
+
+
+def test_a_base_exception_in_cancel_runs_every_callback_then_propagates(caplog):
+    """KeyboardInterrupt or SystemExit in a callback does not skip the others (of this context
+    or its children); the first one is raised again by cancel(), the rest are logged."""
+    for raised in (KeyboardInterrupt, SystemExit):
+        ctx = chanpool.Context()
+        child = ctx.with_cancel()
+        calls = []
+
+        def boom(raised=raised):
+            raise raised("from a callback")
+
+        child.on_cancel(lambda calls=calls: calls.append("child"))
+        child.on_cancel(boom)
+        ctx.on_cancel(lambda calls=calls: calls.append("a"))
+        ctx.on_cancel(boom)
+        ctx.on_cancel(lambda: 1 / 0)
+        ctx.on_cancel(lambda calls=calls: calls.append("b"))
+        with caplog.at_level(logging.ERROR, logger="chanpool"):
+            with pytest.raises(raised, match="from a callback"):
+                ctx.cancel()
+        assert calls == ["child", "a", "b"]
+        assert child.cancelled and ctx.cancelled
+        texts = [r.exc_text or "" for r in caplog.records]
+        assert any("ZeroDivisionError" in t for t in texts)
+        assert any(raised.__name__ in t for t in texts)  # the second one, logged
+        caplog.clear()
+
+
+def test_timer_callbacks_run_off_the_timer_and_their_errors_are_logged(caplog):
+    """What a callback of an expired context raises, BaseException included, is logged on the
+    chanpool logger, and every other callback still runs."""
+    ran = []
+    with caplog.at_level(logging.ERROR, logger="chanpool"):
+        ctx = chanpool.Context().with_timeout(0.01)
+        ctx.on_cancel(lambda: ran.append(threading.current_thread().name))
+
+        def stop():
+            raise SystemExit("callback")
+
+        ctx.on_cancel(stop)
+        ctx.on_cancel(lambda: ran.append("after"))
+        assert ctx.wait(30)
+        wait_until(lambda: len(ran) == 2, what="callbacks")
+        wait_until(lambda: any("SystemExit" in (r.exc_text or "") for r in caplog.records))
+    assert ran == ["chanpool-context-callbacks", "after"]
 
 
 def test_a_failing_callback_is_logged_and_the_others_still_run(caplog):
@@ -371,72 +477,3 @@ def test_run_with_timeout_many_calls_exact():
 def test_run_with_timeout_bad_input(args, exc):
     with pytest.raises(exc):
         chanpool.run_with_timeout(*args)
-
-
-# ------------------------------------------------------------------------------ processes
-
-
-def test_ctrl_c_interrupts_context_wait():
-    proc = run_py(
-        """
-import _thread, sys, threading, time, chanpool
-main = threading.main_thread().ident
-def ctrl_c():
-    while True:
-        f = sys._current_frames().get(main)
-        names = set()
-        while f is not None:
-            names.add((f.f_code.co_name, f.f_code.co_filename.rsplit("/", 1)[-1]))
-            f = f.f_back
-        if ("wait", "_context.py") in names:
-            break
-    _thread.interrupt_main()
-threading.Thread(target=ctrl_c, daemon=True).start()
-ctx = chanpool.Context()
-try:
-    ctx.wait()
-except KeyboardInterrupt:
-    print("ok")
-""",
-        timeout=45,
-    )
-    assert_clean_exit(proc, "ok")
-
-
-def test_exit_with_pending_deadlines_and_blocked_waiters_is_clean():
-    for _ in range(3):
-        proc = run_py(
-            """
-import threading, chanpool
-root = chanpool.Context()
-ctxs = [root.with_timeout(3600 + i) for i in range(100)]
-p = chanpool.WorkerPool(1)
-p.submit(sum, range(10**6))
-for c in ctxs:
-    p.submit_with(c, c.wait, 0.001)   # queued at exit: cancelled, never run
-threading.Thread(target=root.wait, daemon=True).start()
-print("ok")
-""",
-            timeout=45,
-        )
-        assert_clean_exit(proc, "ok")
-
-
-def test_deadlines_work_in_a_forked_child():
-    proc = run_py(
-        """
-import os, chanpool
-ctx = chanpool.Context().with_timeout(0.01)
-assert ctx.wait(30)
-pid = os.fork()
-if pid == 0:
-    c = chanpool.Context().with_timeout(0.01)
-    os._exit(0 if c.wait(30) and isinstance(c.err, chanpool.DeadlineExceeded) else 5)
-_, status = os.waitpid(pid, 0)
-assert os.waitstatus_to_exitcode(status) == 0, status
-print("ok")
-""",
-        timeout=45,
-        dump_on_hang=False,
-    )
-    assert_clean_exit(proc, "ok")

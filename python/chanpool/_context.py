@@ -2,7 +2,10 @@
 
 A Context is cancelled once, by ``cancel()``, by its deadline, or by its parent; after that
 ``err`` says why and ``done`` (a closed Channel) wakes everyone waiting on it or selecting on it,
-with the GIL released. Deadlines of every context share one timer thread.
+with the GIL released. Deadlines of every context share one timer thread, which never runs user
+code: the callbacks of contexts it ends run on callback threads, so a slow or failing callback
+delays no other deadline. Timeouts follow Go's WithTimeout: negative means already expired, inf
+(or anything the clock cannot reach) means never; NaN is a ValueError.
 
 Work started with ``WorkerPool.submit_with(ctx, ...)`` sees its context as ``current_context()``;
 queued work whose context is cancelled never starts.
@@ -17,6 +20,7 @@ import itertools
 import logging
 import math
 import os
+import queue
 import threading
 import time
 import weakref
@@ -49,6 +53,9 @@ _TIMEOUT_ERRORS = (TimeoutError,)
 class DeadlineExceeded(Cancelled, *_TIMEOUT_ERRORS):  # type: ignore[misc]
     """The context's deadline passed (Go's ``context.DeadlineExceeded``); also a TimeoutError."""
 
+
+# What ending one context leaves to do: its children to end, its callbacks to run.
+_Ended = tuple[set["Context"], list[Callable[[], object]]]
 
 _current: contextvars.ContextVar[Optional[Context]] = contextvars.ContextVar(
     "chanpool_context", default=None
@@ -112,13 +119,24 @@ class Context:
         return self.with_deadline(time.monotonic() + seconds)
 
     def with_deadline(self, deadline: float) -> Context:
-        """A child cancelled with DeadlineExceeded at ``deadline`` (a time.monotonic() value)."""
-        when = _check_seconds(deadline, "deadline")
+        """A child cancelled with DeadlineExceeded at ``deadline`` (a time.monotonic() value).
+
+        A deadline already passed ends the child before it is returned; an infinite one means
+        none (the parent's, if it has one)."""
+        when: float | None = _check_seconds(deadline, "deadline")
+        if when == math.inf:
+            when = None
         child = Context()
-        child._deadline = when if self._deadline is None else min(when, self._deadline)
+        if when is None or (self._deadline is not None and self._deadline <= when):
+            child._deadline = self._deadline
+        else:
+            child._deadline = when
         self._adopt(child)
         if child._deadline is not None and child._deadline != self._deadline:
-            _timer.schedule(child)
+            if child._deadline <= time.monotonic():
+                child._expire()
+            else:
+                _timer.schedule(child)
         return child
 
     def _adopt(self, child: Context) -> None:
@@ -133,13 +151,40 @@ class Context:
     # -- ending
 
     def cancel(self) -> bool:
-        """Cancels this context and its children; False if it had already ended."""
+        """Cancels this context and its children; False if it had already ended.
+
+        Every callback of every context it ends runs, on this thread, even when one raises:
+        what they raise is logged on the ``chanpool`` logger, except that a KeyboardInterrupt
+        or SystemExit (the first one) is raised again here once all of them have run."""
         return self._end(Cancelled("context cancelled"))
 
-    def _end(self, err: BaseException) -> bool:
+    def _end(self, err: BaseException, *, from_timer: bool = False) -> bool:
+        """Ends this context and every descendant still active (iteratively: a chain of any
+        depth), then runs their callbacks, descendants' first: here, or from the timer on a
+        callback thread."""
+        first = self._end_one(err)
+        if first is None:
+            return False
+        ended = [first]
+        stack = list(first[0])
+        while stack:
+            got = stack.pop()._end_one(err)
+            if got is not None:
+                ended.append(got)
+                stack.extend(got[0])
+        callbacks = [fn for _, fns in reversed(ended) for fn in fns]
+        if callbacks:
+            if from_timer:
+                _callbacks.submit(callbacks)
+            else:
+                _run_callbacks(callbacks, reraise=True)
+        return True
+
+    def _end_one(self, err: BaseException) -> _Ended | None:
+        """Ends this context alone: (its children, its callbacks), or None if it had ended."""
         with self._lock:
             if self._err is not None:
-                return False
+                return None
             self._err = err
             children, self._children = self._children, set()
             callbacks, self._callbacks = self._callbacks, {}
@@ -150,17 +195,10 @@ class Context:
             # A child that ends first must not stay reachable from a long-lived parent.
             with parent._lock:
                 parent._children.discard(self)
-        for child in children:
-            child._end(err)
-        for fn in callbacks.values():
-            try:
-                fn()
-            except Exception:  # a callback must not stop the others
-                logger.exception("context callback failed")
-        return True
+        return children, list(callbacks.values())
 
-    def _expire(self) -> None:
-        self._end(DeadlineExceeded("context deadline exceeded"))
+    def _expire(self, *, from_timer: bool = False) -> None:
+        self._end(DeadlineExceeded("context deadline exceeded"), from_timer=from_timer)
 
     # -- observing
 
@@ -190,11 +228,12 @@ class Context:
         return max(0.0, self._deadline - time.monotonic())
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Waits (GIL released) until the context ends; False if ``timeout`` passed first."""
-        if self._err is not None:
-            return True
+        """Waits (GIL released) until the context ends; False if ``timeout`` passed first.
+        None, inf or a timeout beyond what the clock can reach waits for as long as it takes."""
         if timeout is not None:
             timeout = max(0.0, _check_seconds(timeout, "timeout"))
+        if self._err is not None:
+            return True
         try:
             self._done.recv(timeout)
         except TimeoutError:
@@ -240,7 +279,8 @@ class Context:
         if self._err is not None:
             state = type(self._err).__name__
         elif self._deadline is not None:
-            state = f"active, {self.remaining():.3f}s left"
+            left = self.remaining() or 0.0
+            state = f"active, {left:.3f}s left" if left < 1e9 else f"active, {left:.3g}s left"
         else:
             state = "active"
         return f"<chanpool.Context {state}>"
@@ -249,8 +289,79 @@ class Context:
 _keys = itertools.count()
 
 
+def _run_callbacks(callbacks: list[Callable[[], object]], *, reraise: bool) -> None:
+    """Runs every callback even when one raises, logging what they raise. With ``reraise``
+    (on the thread that called cancel()), the first KeyboardInterrupt or SystemExit is raised
+    again once all have run instead of being logged."""
+    again: BaseException | None = None
+    for fn in callbacks:
+        try:
+            fn()
+        except BaseException as e:  # every callback runs; see the docstring for what is kept
+            if reraise and again is None and not isinstance(e, Exception):
+                again = e
+            else:
+                logger.error("context callback failed", exc_info=(type(e), e, e.__traceback__))
+    if again is not None:
+        try:
+            raise again
+        finally:
+            again = None
+
+
+# A callback thread waits this long for more work before it exits.
+_IDLE = 5.0
+
+
+class _Callbacks:
+    """Runs the callbacks of the contexts the timer ends, off the timer thread.
+
+    A callback thread starts whenever callbacks arrive and no thread is idle (the idle count
+    is a semaphore, as in ThreadPoolExecutor), so a slow callback holds up only the ones that
+    came with it; idle threads exit after a while. Callbacks that raise are logged, whatever
+    they raise.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[list[Callable[[], object]]] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+
+    def submit(self, callbacks: list[Callable[[], object]]) -> None:
+        self._jobs.put(callbacks)
+        if not self._idle.acquire(blocking=False):
+            threading.Thread(
+                target=self._run, name="chanpool-context-callbacks", daemon=True
+            ).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=_IDLE)
+            except queue.Empty:
+                # Idle for a while: leave, unless a submit counted on us meanwhile (it took our
+                # token, and its job is on its way).
+                if self._idle.acquire(blocking=False):
+                    return
+                continue
+            _run_callbacks(job, reraise=False)
+            del job
+            self._idle.release()
+
+    def _after_fork(self) -> None:
+        # The threads did not survive the fork; the callbacks queued belong to the parent.
+        self.__init__()  # type: ignore[misc]
+
+
+_callbacks = _Callbacks()
+
+# The timer waits at most this long at a time (threading's waits refuse timeouts above
+# _thread.TIMEOUT_MAX, about 292 years: a deadline of 1e300 s is simply looked at again then).
+_MAX_WAIT = 3600.0
+
+
 class _Timer:
-    """One daemon thread expiring every deadline, earliest first.
+    """One daemon thread expiring every deadline, earliest first. It never dies and never runs
+    user code: the callbacks of what it ends go to ``_callbacks``.
 
     Pending contexts are held strongly (in ``_live``): whoever only kept ``ctx.done`` must still
     see it close. The heap itself holds weak references, so a context that ended some other way
@@ -269,7 +380,7 @@ class _Timer:
             key = id(ctx)
             self._live[key] = ctx
             heapq.heappush(self._heap, (ctx._deadline, next(_keys), weakref.ref(ctx)))
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="chanpool-context-timer", daemon=True
                 )
@@ -288,24 +399,32 @@ class _Timer:
     def _is_live(self, ctx: Context | None) -> bool:
         return ctx is not None and self._live.get(id(ctx)) is ctx
 
+    def _due(self) -> list[Context]:
+        """Waits for the earliest deadline; the contexts that are due, taken off the books."""
+        due: list[Context] = []
+        with self._cond:
+            while not due:
+                now = time.monotonic()
+                while self._heap and self._heap[0][0] <= now:
+                    ctx = heapq.heappop(self._heap)[2]()
+                    if self._is_live(ctx):
+                        assert ctx is not None
+                        del self._live[id(ctx)]
+                        due.append(ctx)
+                if due:
+                    break
+                wait = min(self._heap[0][0] - now, _MAX_WAIT) if self._heap else None
+                self._cond.wait(wait)
+        return due
+
     def _run(self) -> None:
         while True:
-            due: list[Context] = []
-            with self._cond:
-                while not due:
-                    now = time.monotonic()
-                    while self._heap and self._heap[0][0] <= now:
-                        ctx = heapq.heappop(self._heap)[2]()
-                        if self._is_live(ctx):
-                            assert ctx is not None
-                            del self._live[id(ctx)]
-                            due.append(ctx)
-                    if due:
-                        break
-                    wait = self._heap[0][0] - now if self._heap else None
-                    self._cond.wait(wait)
-            for ctx in due:
-                ctx._expire()
+            try:
+                due = self._due()
+                while due:
+                    due.pop()._expire(from_timer=True)
+            except BaseException:  # the timer must outlive anything; say what happened
+                logger.exception("chanpool context timer: unexpected error (deadlines go on)")
 
     def _after_fork(self) -> None:
         # The thread did not survive the fork; contexts inherited with deadlines are rescheduled.
@@ -320,6 +439,7 @@ class _Timer:
 
 _timer = _Timer()
 if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_callbacks._after_fork)
     os.register_at_fork(after_in_child=_timer._after_fork)
 
 
