@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from helpers import assert_clean_exit, run_py
-from test_ratelimit import run_many
+from test_ratelimit_process import run_many
 
 TIMER_SURVIVES = """
 import logging, math, threading, time, chanpool

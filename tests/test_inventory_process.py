@@ -22,7 +22,7 @@ from helpers import (
     watchdog,
 )
 from test_inventory import books
-from test_ratelimit import run_many
+from test_ratelimit_process import run_many
 
 
 @pytest.fixture
