@@ -13,9 +13,11 @@ $(VPY):
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q "maturin>=1.16,<2"
 
+# The dev tools are declared once, as pyproject's `dev` extra; only the tools are installed here
+# (the package itself is built by maturin below).
 $(VENV)/.dev: $(VPY) pyproject.toml
-	$(VPY) -m pip install -q "pytest>=7" "ruff>=0.6" "mypy>=1.10" "hypothesis>=6" \
-		"nbclient>=0.7" "nbformat>=5.7" "ipykernel>=6.20" "matplotlib>=3.5"
+	$(VPY) -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['dev']))" > $(VENV)/dev-requirements.txt
+	$(VPY) -m pip install -q -r $(VENV)/dev-requirements.txt
 	touch $@
 
 build: $(VPY)
