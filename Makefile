@@ -6,16 +6,18 @@ VPY    := $(VENV)/bin/python
 # maturin builds into the venv found in VIRTUAL_ENV.
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: demo test build dev lint fmt rust-test loom py-test notebooks bench clean
+.PHONY: demo test build dev lint fmt rust-test loom py-test notebooks bench bench-instructions clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q "maturin>=1.16,<2"
 
+# The dev tools are declared once, as pyproject's `dev` extra; only the tools are installed here
+# (the package itself is built by maturin below).
 $(VENV)/.dev: $(VPY) pyproject.toml
-	$(VPY) -m pip install -q "pytest>=7" "ruff>=0.6" "mypy>=1.10" "hypothesis>=6" \
-		"nbclient>=0.7" "nbformat>=5.7" "ipykernel>=6.20" "matplotlib>=3.5"
+	$(VPY) -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['dev']))" > $(VENV)/dev-requirements.txt
+	$(VPY) -m pip install -q -r $(VENV)/dev-requirements.txt
 	touch $@
 
 build: $(VPY)
@@ -56,7 +58,12 @@ notebooks: dev
 
 bench: build
 	$(VPY) -m pip install -q blinker pyee   # the pub/sub benchmark's synchronous anchors
-	for b in bench/*.py; do $(VPY) $$b || exit 1; done
+	for b in bench/[a-z]*.py; do [ $$b = bench/instructions.py ] || $(VPY) $$b || exit 1; done
+
+# Instructions per operation under callgrind: figures that do not move with machine load.
+bench-instructions: build
+	@command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)"; exit 2; }
+	$(VPY) bench/instructions.py
 
 fmt: $(VENV)/.dev
 	cargo fmt --all

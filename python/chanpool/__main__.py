@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from chanpool import WorkerPool, _bench
+from chanpool import WorkerPool, _tour
 
 
 def _have_matplotlib() -> bool:
@@ -30,7 +30,7 @@ def _have_matplotlib() -> bool:
     return True
 
 
-def plot(rows: list[_bench.TourRow], path: str) -> None:
+def plot(rows: list[_tour.TourRow], path: str) -> None:
     """Horizontal bars (log scale): how many times faster than the Python equivalent."""
     import matplotlib
 
@@ -61,7 +61,7 @@ def plot(rows: list[_bench.TourRow], path: str) -> None:
     plt.close(fig)
 
 
-def backpressure(say: _bench.Say) -> None:
+def backpressure(say: _tour.Say) -> None:
     """A bounded queue that pushes back: what ThreadPoolExecutor does not have."""
     started, release = threading.Event(), threading.Event()
 
@@ -114,28 +114,28 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
-    env = _bench.environment()
+    env = _tour.environment()
     print(f"chanpool {env['chanpool']}: Go's concurrency patterns on native threads")
     print(
         f"{env['implementation']} {env['python']}, {env['cpus']} CPUs, best of {args.repeat},"
         f" scale {args.scale:g}; every case checks its answers"
     )
     print()
-    sizes = _bench.TourSizes(scale=args.scale, repeat=args.repeat)
+    sizes = _tour.TourSizes(scale=args.scale, repeat=args.repeat)
     wrap = textwrap.TextWrapper(width=100, initial_indent="  ", subsequent_indent="    ")
 
     def say(line: str) -> None:
         print(wrap.fill(line), flush=True)
 
     start = time.perf_counter()
-    rows: list[_bench.TourRow] = []
-    for step in _bench.TOUR:
+    rows: list[_tour.TourRow] = []
+    for step in _tour.TOUR:
         rows += step(sizes, say)
-        if step is _bench.tour_pool:
+        if step is _tour.tour_pool:
             backpressure(say)
     total = time.perf_counter() - start
     print()
-    print(_bench.format_tour(rows))
+    print(_tour.format_tour(rows))
     print()
     print("speed-up = Python ms / chanpool ms (best run; above 1 means chanpool was faster).")
     print("Work that holds the GIL (pure-Python CPU loops) is no faster on any thread pool.")

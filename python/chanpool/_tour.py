@@ -1,23 +1,15 @@
-"""Timing helpers shared by ``python -m chanpool`` and ``bench/pool.py`` (not a public API).
+"""The tour behind ``python -m chanpool`` (not a public API): one comparison per pattern.
 
-Three cases compare chanpool.WorkerPool with concurrent.futures.ThreadPoolExecutor, with a plain
-single-threaded loop as the limit for pure-Python work:
-
-* ``map``: ``list(pool.map(identity, items))``, default chunksize=1 for both;
-* ``submit+result``: submit every item, then call ``result()`` on every future;
-* ``GIL-releasing``: tasks that ``time.sleep()`` (the GIL is free while they wait).
-
-Each contender runs on its own pool, the contenders alternate from round to round, every
-measurement is preceded by ``gc.collect()``, and what a run returns (lists of futures included)
-is released before the next one starts: a live list of 100k stock futures makes later
-collections much slower. The figure kept is the best of ``repeat`` rounds.
+Each step runs a small piece of work with chanpool and the same work with the standard library,
+checks that both got the right answer, and returns rows for the comparison table. Contenders
+alternate from round to round, every measurement starts after ``gc.collect()`` with the previous
+run's results freed, and the figure kept is the best of ``repeat`` rounds. Full benchmarks, with
+more peers and min/median figures, live in bench/.
 """
 
 from __future__ import annotations
 
-import functools
 import gc
-import importlib
 import logging
 import os
 import platform
@@ -33,20 +25,7 @@ from typing import Any, Callable, Protocol
 
 from chanpool import WorkerPool, __version__
 
-__all__ = [
-    "TARGETS",
-    "Executor",
-    "Row",
-    "Sizes",
-    "best_times",
-    "environment",
-    "format_table",
-    "run_cases",
-    "time_once",
-]
-
-#: Minimum TPE/chanpool ratio for each case (None: shown for information only).
-TARGETS: dict[str, float | None] = {"map": 40.0, "submit+result": 10.0, "GIL-releasing": 1.0}
+__all__ = ["TOUR", "TourRow", "TourSizes", "environment", "format_tour"]
 
 Runner = Callable[[], object]
 
@@ -110,181 +89,6 @@ def loop_sleep(n: int, seconds: float) -> None:
         time.sleep(seconds)
 
 
-@dataclass
-class Row:
-    """One line of the comparison table (times in seconds; None where not measured)."""
-
-    case: str
-    n: int
-    workers: int
-    loop: float | None
-    tpe: float
-    chanpool: float
-    target: float | None
-
-    @property
-    def ratio(self) -> float:
-        return self.tpe / self.chanpool if self.chanpool > 0 else float("inf")
-
-    @property
-    def status(self) -> str:
-        if self.target is None:
-            return "info"
-        return "PASS" if self.ratio >= self.target else "MISS"
-
-    def as_dict(self) -> dict[str, Any]:
-        def ms(s: float | None) -> float | None:
-            return None if s is None else round(s * 1e3, 3)
-
-        return {
-            "case": self.case,
-            "n": self.n,
-            "workers": self.workers,
-            "loop_ms": ms(self.loop),
-            "tpe_ms": ms(self.tpe),
-            "chanpool_ms": ms(self.chanpool),
-            "ratio": round(self.ratio, 3),
-            "target": self.target,
-            "status": self.status,
-        }
-
-
-@dataclass
-class Sizes:
-    """How big, and how many times, to run the three cases."""
-
-    n: int = 100_000
-    sleep_tasks: int = 1_000
-    sleep_s: float = 0.001
-    sleep_workers: int = 16
-    repeat: int = 5
-    extra_chunksize: int | None = 256
-
-
-def _warm(pool: Executor, workers: int) -> None:
-    """Start the pool's threads and check the answers once, outside the clock."""
-    items = range(4 * workers)
-    for chunksize in (1, 3):
-        if run_map(pool, items, chunksize) != list(items):
-            raise RuntimeError(f"{pool!r}: map(chunksize={chunksize}) gave wrong results")
-    if run_submit(pool, items)[1] != list(items):
-        raise RuntimeError(f"{pool!r}: submit/result gave wrong results")
-    run_sleep(pool, workers, 0.001)
-
-
-def _compare(
-    runners: Mapping[str, Callable[[Executor], object]],
-    loop: Runner | None,
-    max_workers: int | None,
-    repeat: int,
-) -> tuple[dict[str, float], int]:
-    """Best of ``repeat`` for ``runners`` (each on its own warmed pool: a name is ``tpe`` or
-    ``chanpool``, optionally followed by ``:label``) and for ``loop``; also the pool size."""
-    tpe = ThreadPoolExecutor(max_workers=max_workers)
-    cp = WorkerPool(max_workers=max_workers)
-    try:
-        workers = cp.max_workers
-        _warm(tpe, workers)
-        _warm(cp, workers)
-        pools: dict[str, Executor] = {"tpe": tpe, "chanpool": cp}
-        timed: dict[str, Runner] = {
-            name: functools.partial(run, pools[name.split(":")[0]]) for name, run in runners.items()
-        }
-        if loop is not None:
-            timed["loop"] = loop
-        return best_times(timed, repeat), workers
-    finally:
-        tpe.shutdown(wait=True)
-        cp.shutdown(wait=True)
-
-
-def run_cases(sizes: Sizes, progress: Callable[[str], None] | None = None) -> list[Row]:
-    """Run map, submit+result and the GIL-releasing case: one Row each, plus the extra map."""
-    n, repeat, extra = sizes.n, sizes.repeat, sizes.extra_chunksize
-    items = range(n)
-    rows: list[Row] = []
-
-    def say(msg: str) -> None:
-        if progress is not None:
-            progress(msg)
-
-    say(f"map over {n:,} items ...")
-    map_runners: dict[str, Callable[[Executor], object]] = {
-        "tpe": lambda p: run_map(p, items),
-        "chanpool": lambda p: run_map(p, items),
-    }
-    if extra is not None:
-        map_runners["chanpool:chunked"] = lambda p: run_map(p, items, chunksize=extra)
-    t, workers = _compare(map_runners, lambda: list(map(identity, items)), None, repeat)
-    rows.append(Row("map", n, workers, t["loop"], t["tpe"], t["chanpool"], TARGETS["map"]))
-    if extra is not None:
-        label = f"map chunksize={extra}"
-        rows.append(Row(label, n, workers, t["loop"], t["tpe"], t["chanpool:chunked"], None))
-
-    say(f"submit+result of {n:,} futures ...")
-    t, workers = _compare(
-        {"tpe": lambda p: run_submit(p, items), "chanpool": lambda p: run_submit(p, items)},
-        lambda: [identity(x) for x in items],
-        None,
-        repeat,
-    )
-    target = TARGETS["submit+result"]
-    rows.append(Row("submit+result", n, workers, t["loop"], t["tpe"], t["chanpool"], target))
-
-    k, secs, sw = sizes.sleep_tasks, sizes.sleep_s, sizes.sleep_workers
-    say(f"{k:,} GIL-releasing tasks (sleep {secs * 1e3:g} ms) on {sw} workers ...")
-    t, workers = _compare(
-        {"tpe": lambda p: run_sleep(p, k, secs), "chanpool": lambda p: run_sleep(p, k, secs)},
-        lambda: loop_sleep(k, secs),
-        sw,
-        repeat,
-    )
-    target = TARGETS["GIL-releasing"]
-    rows.append(Row("GIL-releasing", k, workers, t["loop"], t["tpe"], t["chanpool"], target))
-    return rows
-
-
-def format_table(rows: Iterable[Row]) -> str:
-    """A plain-text table: times in ms, ratio = TPE / chanpool."""
-    header = (
-        "case",
-        "n",
-        "workers",
-        "for-loop ms",
-        "TPE ms",
-        "chanpool ms",
-        "TPE/chanpool",
-        "target",
-        "result",
-    )
-    lines: list[tuple[str, ...]] = [header]
-    for r in rows:
-        lines.append(
-            (
-                r.case,
-                f"{r.n:,}",
-                str(r.workers),
-                "-" if r.loop is None else f"{r.loop * 1e3:.1f}",
-                f"{r.tpe * 1e3:.1f}",
-                f"{r.chanpool * 1e3:.1f}",
-                f"{r.ratio:.2f}x",
-                "-" if r.target is None else f">= {r.target:g}x",
-                r.status,
-            )
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = []
-    for j, line in enumerate(lines):
-        cells = [
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(line, widths, strict=False))
-        ]
-        out.append("  ".join(cells))
-        if j == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
 def environment() -> dict[str, Any]:
     """Where the figures come from."""
     tpe = ThreadPoolExecutor()  # no thread starts until the first submit
@@ -302,8 +106,6 @@ def environment() -> dict[str, Any]:
         tpe.shutdown()
         cp.shutdown()
 
-
-# --- the tour: one comparison per pattern, for ``python -m chanpool`` ------------------------
 
 _STOP = object()
 
@@ -337,8 +139,21 @@ class TourSizes:
 Say = Callable[[str], None]
 
 
-def _best(runners: Mapping[str, Runner], repeat: int) -> dict[str, float]:
-    return best_times(runners, repeat)
+def _compare_pools(
+    run: Callable[[Executor], object], max_workers: int | None, repeat: int
+) -> dict[str, float]:
+    """Best of ``repeat`` for ``run`` on a warmed ThreadPoolExecutor and WorkerPool."""
+    tpe = ThreadPoolExecutor(max_workers=max_workers)
+    cp = WorkerPool(max_workers=max_workers)
+    try:
+        for pool in (tpe, cp):
+            items = range(4 * (max_workers or 8))
+            if run_map(pool, items) != list(items) or run_submit(pool, items)[1] != list(items):
+                raise RuntimeError(f"{pool!r} gave wrong results")
+        return best_times({"tpe": lambda: run(tpe), "chanpool": lambda: run(cp)}, repeat)
+    finally:
+        tpe.shutdown(wait=True)
+        cp.shutdown(wait=True)
 
 
 def _spin(n: int) -> int:
@@ -351,12 +166,18 @@ def _spin(n: int) -> int:
 
 def tour_pool(sizes: TourSizes, say: Say) -> list[TourRow]:
     """WorkerPool vs ThreadPoolExecutor: map, submit+result, GIL-releasing and CPU-bound tasks."""
-    n = sizes.scaled(20_000)
-    cases = run_cases(
-        Sizes(n=n, sleep_tasks=sizes.scaled(200), repeat=sizes.repeat, extra_chunksize=None)
-    )
+    n, sleep_n = sizes.scaled(20_000), sizes.scaled(200)
+    items = range(n)
     python = "ThreadPoolExecutor"
-    rows = [TourRow("worker pool", f"{r.case} ({r.n:,})", python, r.tpe, r.chanpool) for r in cases]
+    cases: list[tuple[str, Callable[[Executor], object], int | None]] = [
+        (f"map ({n:,})", lambda p: run_map(p, items), None),
+        (f"submit+result ({n:,})", lambda p: run_submit(p, items), None),
+        (f"GIL-releasing ({sleep_n:,})", lambda p: run_sleep(p, sleep_n, 0.001), 16),
+    ]
+    rows = []
+    for case, run, max_workers in cases:
+        t = _compare_pools(run, max_workers, sizes.repeat)
+        rows.append(TourRow("worker pool", case, python, t["tpe"], t["chanpool"]))
 
     tasks, spin, workers = sizes.scaled(16), 20_000, 4
     expect = [_spin(spin)] * tasks
@@ -380,7 +201,6 @@ def tour_pool(sizes: TourSizes, say: Say) -> list[TourRow]:
     rows.append(
         TourRow("worker pool", f"CPU-bound pure Python ({tasks})", python, t["py"], t["cp"])
     )
-    sleep_n = cases[-1].n
     say(
         f"WorkerPool: {n:,} trivial tasks through map() and submit()+result(), {sleep_n}"
         f" sleep(1 ms) tasks on 16 workers, {tasks} pure-Python loops on {workers} workers"
@@ -442,7 +262,7 @@ def tour_pubsub(sizes: TourSizes, say: Say) -> list[TourRow]:
     from chanpool import PubSub
 
     k, n = 10, sizes.scaled(5_000)
-    t = _best(
+    t = best_times(
         {
             "py": lambda: _pubsub_queue_thread(k, n),
             "cp": lambda: _pubsub_chanpool(k, n),
@@ -516,7 +336,7 @@ def tour_channels(sizes: TourSizes, say: Say) -> list[TourRow]:
         ch: Channel[Any] = Channel(cap)
         return _transfer(ch.send, ch.recv, n)
 
-    t = _best({"py": with_queue, "cp": with_channel}, sizes.repeat)
+    t = best_times({"py": with_queue, "cp": with_channel}, sizes.repeat)
 
     jobs: Channel[int] = Channel(8)
     results: Channel[int] = Channel(8)
@@ -642,7 +462,7 @@ def tour_pipeline(sizes: TourSizes, say: Say) -> list[TourRow]:
             raise RuntimeError("pipeline lost or reordered items")
         return out
 
-    t = _best({"fpy": fan_py, "fcp": fan_cp, "ppy": pipe_py, "pcp": pipe_cp}, sizes.repeat)
+    t = best_times({"fpy": fan_py, "fcp": fan_cp, "ppy": pipe_py, "pcp": pipe_cp}, sizes.repeat)
 
     def fragile(x: int) -> int:
         if x == 3:
@@ -707,7 +527,7 @@ def tour_context(sizes: TourSizes, say: Say) -> list[TourRow]:
             cancelled = sum(f.cancelled() for f in futures)
         return cancelled, jobs - cancelled
 
-    t = _best({"py": cancel_py, "cp": cancel_cp}, sizes.repeat)
+    t = best_times({"py": cancel_py, "cp": cancel_cp}, sizes.repeat)
     cancelled, ran = cancel_cp()
 
     def slow() -> str:
@@ -729,7 +549,7 @@ def tour_context(sizes: TourSizes, say: Say) -> list[TourRow]:
             return
         raise RuntimeError("result(timeout=) did not time out")
 
-    t2 = _best({"py": timeout_py, "cp": timeout_cp}, 1)
+    t2 = best_times({"py": timeout_py, "cp": timeout_cp}, 1)
     say(
         f"Context: a {give_up * 1e3:g} ms deadline on {jobs} queued 1 ms jobs (2 workers): {ran}"
         f" ran, {cancelled} never started; run_with_timeout() gave up on a {slow_s * 1e3:g} ms"
@@ -823,7 +643,7 @@ def tour_ratelimit(sizes: TourSizes, say: Say) -> list[TourRow]:
 
         return pair
 
-    t = _best(
+    t = best_times(
         {
             "bpy": lambda: _loop(full_py.acquire, ops),
             "bcp": lambda: _loop(full_cp.acquire, ops),
@@ -894,14 +714,9 @@ class PyInventory:
 
 
 def tour_inventory(sizes: TourSizes, say: Say) -> list[TourRow]:
-    """InventoryManager vs a dict + Lock + ThreadPoolExecutor (skipped if not built in)."""
-    try:
-        # Imported by name: the module is not in every build yet (and mypy must not need it).
-        InventoryManager = importlib.import_module("chanpool.inventory").InventoryManager
-    except ImportError:
-        say("inventory manager: chanpool.inventory is not available in this build, skipped")
-        return []
+    """InventoryManager vs a dict + Lock + ThreadPoolExecutor."""
     from chanpool import PubSub
+    from chanpool.inventory import InventoryManager
 
     n, workers = sizes.scaled(20_000), 4
     products = [f"sku-{i}" for i in range(100)]
@@ -928,7 +743,7 @@ def tour_inventory(sizes: TourSizes, say: Say) -> list[TourRow]:
 
         return go
 
-    t = _best(
+    t = best_times(
         {"py": run(PyInventory), "cp": run(lambda w: InventoryManager(workers=w))}, sizes.repeat
     )
     bus = PubSub()
