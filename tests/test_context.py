@@ -123,7 +123,11 @@ def test_child_deadline_never_outlives_the_parent():
     assert earlier.wait(30) and isinstance(earlier.err, chanpool.DeadlineExceeded)
 
 
-@pytest.mark.parametrize("timeout", [0, -1, 0.0, -math.inf, -1e300])
+@pytest.mark.parametrize(
+    "timeout",
+    [0, -1, 0.0, -math.inf, -1e300, -(10**400)],
+    ids=["0", "-1", "0.0", "-inf", "-1e300", "-10**400"],
+)
 def test_past_deadlines_have_expired_on_return(timeout):
     """Go's WithTimeout: a deadline already passed ends the child before it is returned."""
     parent = chanpool.Context()
@@ -133,11 +137,15 @@ def test_past_deadlines_have_expired_on_return(timeout):
     assert isinstance(parent.with_deadline(time.monotonic() - 1).err, chanpool.DeadlineExceeded)
 
 
-@pytest.mark.parametrize("timeout", [math.inf, 1e10, 9.3e18, 1e19, 1.8e19, 1e300], ids=repr)
+@pytest.mark.parametrize(
+    "timeout",
+    [math.inf, 1e10, 9.3e18, 1e19, 1.8e19, 1e300, 10**400],
+    ids=["inf", "1e10", "9.3e18", "1e19", "1.8e19", "1e300", "10**400"],
+)
 def test_huge_timeouts_mean_never_or_the_far_future(timeout):
     ctx = chanpool.Context().with_timeout(timeout)
     assert not ctx.cancelled and not ctx.wait(0.01)
-    if timeout == math.inf:
+    if timeout in (math.inf, 10**400):
         assert ctx.deadline is None and ctx.remaining() is None
     else:
         assert ctx.remaining() > 1e9

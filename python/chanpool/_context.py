@@ -70,7 +70,10 @@ def current_context() -> Context | None:
 def _check_seconds(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{what} must be a number of seconds, got {type(value).__name__}")
-    seconds = float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond any float: as far away as inf
+        seconds = math.inf if value > 0 else -math.inf
     if math.isnan(seconds):
         raise ValueError(f"{what} must not be NaN")
     return seconds
@@ -328,10 +331,23 @@ class _Callbacks:
 
     def submit(self, callbacks: list[Callable[[], object]]) -> None:
         self._jobs.put(callbacks)
-        if not self._idle.acquire(blocking=False):
+        if self._idle.acquire(blocking=False):
+            return
+        try:
             threading.Thread(
                 target=self._run, name="chanpool-context-callbacks", daemon=True
             ).start()
+        except RuntimeError:
+            # No new threads while the interpreter shuts down: run what is queued right here.
+            self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            _run_callbacks(job, reraise=False)
 
     def _run(self) -> None:
         while True:
