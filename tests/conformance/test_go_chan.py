@@ -14,6 +14,11 @@ a goroutine to block; here a goroutine counts as blocked once it has been seen i
 operation for a while, and every blocking operation has a generous timeout, so that a deadlock
 fails the test instead of hanging the run. Iteration counts are Go's ``testing.Short()`` ones,
 or smaller where a goroutine per item would be a thread per item.
+
+Not ported: nil-channel cases (chanpool has no nil channel; where a Go test uses one as "never
+ready", a channel nobody uses stands in), and tests of the Go runtime itself (stack shrinking,
+TestSelectStackAdjust, TestChanSendInterface; TestShrinkStackDuringBlockedSend is kept with a
+garbage collection in place of the stack shrink).
 """
 
 from __future__ import annotations
