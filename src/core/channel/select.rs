@@ -117,41 +117,121 @@ pub fn select<T>(
     hook: Hook<'_>,
 ) -> Result<Option<Selected<T>>, Stop> {
     let n = cases.len();
-    let order = poll_order(n);
+    let Some(first) = cases.first().map(|c| c.chan) else {
+        return wait_without_cases(block, deadline, hook);
+    };
+    // The bookkeeping lives on the stack for the usual few cases (no allocation per select).
+    if n <= SMALL {
+        let mut scratch = Scratch {
+            order: [0; SMALL],
+            chans: [first; SMALL],
+            lock_of: [0; SMALL],
+            guards: [None, None, None, None],
+        };
+        let Scratch {
+            order,
+            chans,
+            lock_of,
+            guards,
+        } = &mut scratch;
+        run(
+            cases,
+            &mut order[..n],
+            &mut chans[..n],
+            &mut lock_of[..n],
+            &mut guards[..n],
+            block,
+            deadline,
+            hook,
+        )
+    } else {
+        let mut order = vec![0; n];
+        let mut chans = vec![first; n];
+        let mut lock_of = vec![0; n];
+        let mut guards: Vec<Option<MutexGuard<'_, State<T>>>> = (0..n).map(|_| None).collect();
+        run(
+            cases,
+            &mut order,
+            &mut chans,
+            &mut lock_of,
+            &mut guards,
+            block,
+            deadline,
+            hook,
+        )
+    }
+}
+
+const SMALL: usize = 4;
+
+struct Scratch<'c, T> {
+    order: [usize; SMALL],
+    chans: [&'c Channel<T>; SMALL],
+    lock_of: [usize; SMALL],
+    guards: [Option<MutexGuard<'c, State<T>>>; SMALL],
+}
+
+/// select's body; every slice has one entry per case.
+#[allow(clippy::too_many_arguments)]
+fn run<'c, T>(
+    cases: &mut [Case<'c, T>],
+    order: &mut [usize],
+    chans: &mut [&'c Channel<T>],
+    lock_of: &mut [usize],
+    guards: &mut [Option<MutexGuard<'c, State<T>>>],
+    block: bool,
+    deadline: Option<Instant>,
+    hook: Hook<'_>,
+) -> Result<Option<Selected<T>>, Stop> {
+    let n = cases.len();
+    poll_order(order);
     // Every channel once, in address order.
-    let mut chans: Vec<&Channel<T>> = cases.iter().map(|c| c.chan).collect();
+    for (slot, c) in chans.iter_mut().zip(cases.iter()) {
+        *slot = c.chan;
+    }
     chans.sort_unstable_by_key(|c| *c as *const Channel<T> as usize);
-    chans.dedup_by(|a, b| std::ptr::eq(*a, *b));
+    let mut m = 0;
+    for k in 0..n {
+        if m == 0 || !std::ptr::eq(chans[m - 1], chans[k]) {
+            chans[m] = chans[k];
+            m += 1;
+        }
+    }
+    let chans = &chans[..m];
     // Each case's index into `chans` (and so into the guards).
-    let lock_of: Vec<usize> = cases
-        .iter()
-        .map(|c| {
-            chans
-                .iter()
-                .position(|x| std::ptr::eq(*x, c.chan))
-                .unwrap_or(0)
-        })
-        .collect();
-    let w = {
-        let mut guards: Vec<MutexGuard<'_, State<T>>> =
-            chans.iter().map(|c| c.state.lock()).collect();
-        for &i in &order {
-            if let Some(s) = cases[i].try_now(&mut guards[lock_of[i]], i) {
-                return Ok(Some(s));
+    for (slot, c) in lock_of.iter_mut().zip(cases.iter()) {
+        *slot = chans
+            .iter()
+            .position(|x| std::ptr::eq(*x, c.chan))
+            .unwrap_or(0);
+    }
+    for (g, c) in guards.iter_mut().zip(chans) {
+        *g = Some(c.state.lock());
+    }
+    let mut ready = None;
+    for &i in order.iter() {
+        if let Some(st) = guards[lock_of[i]].as_deref_mut() {
+            if let Some(s) = cases[i].try_now(st, i) {
+                ready = Some(s);
+                break;
             }
         }
-        if !block {
-            return Ok(None);
+    }
+    if ready.is_some() || !block || expired(deadline) {
+        unlock(guards);
+        return match ready {
+            Some(s) => Ok(Some(s)),
+            None if block => Err(Stop::Timeout),
+            None => Ok(None),
+        };
+    }
+    let w = Waiter::new();
+    for &i in order.iter() {
+        if let Some(st) = guards[lock_of[i]].as_deref_mut() {
+            cases[i].enqueue(st, &w, i);
         }
-        if expired(deadline) {
-            return Err(Stop::Timeout);
-        }
-        let w = Waiter::new();
-        for &i in &order {
-            cases[i].enqueue(&mut guards[lock_of[i]], &w, i);
-        }
-        w
-    };
+    }
+    unlock(guards);
     let (r, unsent) = block_on(&w, deadline, hook);
     for (i, v) in unsent {
         cases[i].give_back(v);
@@ -159,7 +239,7 @@ pub fn select<T>(
     // The peer that completed a case took that entry off its queue; with one case there is
     // nothing else to leave.
     if n > 1 || r.is_err() {
-        for c in &chans {
+        for c in chans {
             let mut st = c.state.lock();
             st.receivers.remove(&w);
             st.senders.remove(&w);
@@ -169,21 +249,43 @@ pub fn select<T>(
     r.map(Some)
 }
 
+fn unlock<T>(guards: &mut [Option<MutexGuard<'_, State<T>>>]) {
+    for g in guards.iter_mut() {
+        *g = None;
+    }
+}
+
+/// A select with no cases: nothing can happen but the deadline or the hook.
+fn wait_without_cases<T>(
+    block: bool,
+    deadline: Option<Instant>,
+    hook: Hook<'_>,
+) -> Result<Option<Selected<T>>, Stop> {
+    if !block {
+        return Ok(None);
+    }
+    let w = Waiter::<T>::new();
+    block_on(&w, deadline, hook).0.map(Some)
+}
+
 /// The order cases are tried (and queued) in: a random permutation, so that every ready case
 /// is equally likely to be chosen, as in Go.
 #[cfg(not(loom))]
-fn poll_order(n: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    for k in (1..n).rev() {
+fn poll_order(order: &mut [usize]) {
+    for (k, slot) in order.iter_mut().enumerate() {
+        *slot = k;
+    }
+    for k in (1..order.len()).rev() {
         order.swap(k, random_below(k + 1));
     }
-    order
 }
 
 /// Under the model checker every execution must be repeatable: cases are tried in order.
 #[cfg(loom)]
-fn poll_order(n: usize) -> Vec<usize> {
-    (0..n).collect()
+fn poll_order(order: &mut [usize]) {
+    for (k, slot) in order.iter_mut().enumerate() {
+        *slot = k;
+    }
 }
 
 /// A per-thread xorshift64* generator (no shared state to contend on).

@@ -67,16 +67,21 @@ impl<T> State<T> {
         }
     }
 
+    #[inline]
     pub(super) fn try_send(&mut self, value: T) -> Result<(), TrySend<T>> {
         if self.closed {
             return Err(TrySend::Closed(value));
         }
-        let value = match self.receivers.give(value) {
-            Ok(()) => {
-                self.unfinished += 1;
-                return Ok(());
+        let value = if self.receivers.is_empty() {
+            value
+        } else {
+            match self.receivers.give(value) {
+                Ok(()) => {
+                    self.unfinished += 1;
+                    return Ok(());
+                }
+                Err(v) => v,
             }
-            Err(v) => v,
         };
         if !self.room() {
             return Err(TrySend::Full(value));
@@ -86,9 +91,12 @@ impl<T> State<T> {
         Ok(())
     }
 
+    #[inline]
     pub(super) fn try_recv(&mut self) -> Result<T, TryRecv> {
         if let Some(v) = self.buf.pop_front() {
-            self.refill();
+            if !self.senders.is_empty() {
+                self.refill();
+            }
             return Ok(v);
         }
         if let Some(v) = self.senders.take() {

@@ -213,6 +213,12 @@ impl<T> Default for WaitQueue<T> {
 }
 
 impl<T> WaitQueue<T> {
+    /// No entries at all: the fast paths' one check.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     pub fn push(&mut self, waiter: &Arc<Waiter<T>>, case: usize) {
         self.entries.push_back(Entry {
             waiter: Arc::clone(waiter),
