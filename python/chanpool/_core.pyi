@@ -197,6 +197,9 @@ def select(
 ) -> tuple[int | None, Any, bool]:
     """Wait for the first ready case: a Channel (receive) or a (Channel, value) pair (send).
 
+    Chooses uniformly at random among the cases ready at one moment; a blocked select is
+    completed by any peer, another select included (selects meet on unbuffered channels).
+
     Returns (index, value, ok): ok is False for a receive case whose channel is closed and
     drained; a send case on a closed channel raises Closed. default=True returns
     (None, None, False) at once if no case is ready; a timeout raises TimeoutError.
