@@ -34,6 +34,14 @@ impl<J> Rejected<J> {
     }
 }
 
+/// Why [`Pool::offer`] did not take a job: [`Rejected`]'s cases, plus "no thread could be
+/// started and none is running", where queueing the job would leave it with nobody to run it.
+pub enum Offer<J> {
+    Full(J),
+    Closed(J),
+    NoThread(J, std::io::Error),
+}
+
 /// What a worker finds when it looks for work without blocking.
 pub enum Next<J> {
     Job(J),
@@ -117,6 +125,26 @@ pub struct Worker<J: Send + 'static> {
     pub index: usize,
     /// An idle token granted early by [`Worker::finishing`], not yet matched by a wait.
     early_token: std::sync::atomic::AtomicBool,
+    /// The job whose submit started this thread: handed over directly, so the thread starts
+    /// on it at once (as ThreadPoolExecutor's do) and a cancel_futures drain cannot take it.
+    first: Mutex<Option<J>>,
+    /// Whether `first` still holds the job (a plain load on the hot path instead of a lock).
+    has_first: std::sync::atomic::AtomicBool,
+}
+
+impl<J: Send + 'static> Worker<J> {
+    /// The job this thread was started with, if it has not been taken yet.
+    pub fn take_first(&self) -> Option<J> {
+        if !self.has_first.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.has_first.store(false, Ordering::Relaxed);
+        let j = self.first.lock().take();
+        if j.is_some() {
+            self.pool.taken.fetch_add(1, Ordering::Relaxed);
+        }
+        j
+    }
 }
 
 impl<J: Send + 'static> Worker<J> {
@@ -126,6 +154,9 @@ impl<J: Send + 'static> Worker<J> {
 
     /// Takes a job if one is queued; never blocks, so it is safe while holding the GIL.
     pub fn try_next(&self) -> Next<J> {
+        if let Some(j) = self.take_first() {
+            return Next::Job(j);
+        }
         match self.pool.rx.try_recv() {
             Ok(j) => {
                 self.pool.taken.fetch_add(1, Ordering::Relaxed);
@@ -153,6 +184,9 @@ impl<J: Send + 'static> Worker<J> {
     /// Call it only with the GIL released.
     pub fn wait_next(&self) -> Option<J> {
         let p = &self.pool;
+        if let Some(j) = self.take_first() {
+            return Some(j);
+        }
         p.counters.waits.fetch_add(1, Ordering::Relaxed);
         // Token first: whoever sees this worker idle must also find its token.
         if !self.early_token.swap(false, Ordering::Relaxed) {
@@ -233,14 +267,76 @@ impl<J: Send + 'static> Pool<J> {
 
     /// Queues a job without blocking.
     /// `weight` is how many tasks the job carries (a map chunk carries several), for the counters.
+    /// If no thread can be started for it and none is running, the job is queued anyway (a
+    /// later submit may start one); [`Pool::offer`] reports that case instead.
     pub fn try_submit(self: &Arc<Self>, job: J, weight: u64) -> Result<(), Rejected<J>> {
-        self.try_enqueue(job)?;
-        self.accepted(weight);
-        Ok(())
+        match self.offer(job, weight) {
+            Ok(()) => Ok(()),
+            Err(Offer::Full(j)) => Err(Rejected::Full(j)),
+            Err(Offer::Closed(j)) => Err(Rejected::Closed(j)),
+            Err(Offer::NoThread(j, _)) => {
+                self.try_enqueue(j)?;
+                self.counters.submitted.fetch_add(weight, Ordering::Relaxed);
+                Ok(())
+            }
+        }
     }
 
-    /// The queueing half of try_submit and requeue; the sender lock is released on return,
-    /// before any thread is started.
+    /// Submits without blocking. A job that finds no idle worker starts a new thread with it
+    /// as that thread's first job (when below the limit); otherwise it is queued. The sender
+    /// lock is held throughout, so close() either sees this job accepted or refuses it.
+    pub fn offer(self: &Arc<Self>, job: J, weight: u64) -> Result<(), Offer<J>> {
+        let guard = self.tx.read();
+        let Some(tx) = guard.as_ref() else {
+            return Err(Offer::Closed(job));
+        };
+        let token = self.take_idle_token();
+        let mut arm = false;
+        let job = if token {
+            job
+        } else {
+            let eager = self.eager.load(Ordering::Acquire);
+            match self.spawn_locked(eager, Some(job)) {
+                Spawn::Started => {
+                    self.counters.submitted.fetch_add(weight, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Spawn::AtLimit(j) => {
+                    arm = eager < self.max_workers;
+                    j.expect("job handed back")
+                }
+                Spawn::Failed(j, e) => {
+                    let j = j.expect("job handed back");
+                    if self.spawned.load(Ordering::Acquire) == 0 {
+                        return Err(Offer::NoThread(j, e));
+                    }
+                    j
+                }
+            }
+        };
+        match tx.try_send(job) {
+            Ok(()) => {
+                drop(guard);
+                self.counters.submitted.fetch_add(weight, Ordering::Relaxed);
+                if arm {
+                    self.arm_monitor();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if token {
+                    // Not queued after all: the idle worker is still there for the next one.
+                    self.idle_tokens.fetch_add(1, Ordering::AcqRel);
+                }
+                Err(match e {
+                    TrySendError::Full(j) => Offer::Full(j),
+                    TrySendError::Disconnected(j) => Offer::Closed(j),
+                })
+            }
+        }
+    }
+
+    /// The queueing half of try_submit and requeue; the sender lock is released on return.
     fn try_enqueue(&self, job: J) -> Result<(), Rejected<J>> {
         let tx = self.tx.read();
         let Some(tx) = tx.as_ref() else {
@@ -275,42 +371,37 @@ impl<J: Send + 'static> Pool<J> {
     }
 
     /// Waits up to `timeout` for room in a bounded queue. Callers loop over short slices so
-    /// they can notice signals and shutdown between them.
+    /// they can notice signals and shutdown between them. The sender lock is held (shared)
+    /// while waiting, so a submit never gets in after close() returned; close() waits at most
+    /// one slice for it.
     pub fn submit_timeout(
         self: &Arc<Self>,
         job: J,
         weight: u64,
         timeout: Duration,
     ) -> Result<(), Rejected<J>> {
-        // Clone the sender so a blocked submitter never holds the lock shutdown needs.
-        let tx = match self.tx.read().as_ref() {
-            None => return Err(Rejected::Closed(job)),
-            Some(tx) => tx.clone(),
+        let guard = self.tx.read();
+        let Some(tx) = guard.as_ref() else {
+            return Err(Rejected::Closed(job));
         };
         match tx.send_timeout(job, timeout) {
             Ok(()) => {
-                self.accepted(weight);
+                self.counters.submitted.fetch_add(weight, Ordering::Relaxed);
+                // Like ThreadPoolExecutor: start a thread only when no worker is waiting.
+                let mut arm = false;
+                if !self.take_idle_token() {
+                    let eager = self.eager.load(Ordering::Acquire);
+                    arm = !matches!(self.spawn_locked(eager, None), Spawn::Started)
+                        && eager < self.max_workers;
+                }
+                drop(guard);
+                if arm {
+                    self.arm_monitor();
+                }
                 Ok(())
             }
-            Err(crossbeam_channel::SendTimeoutError::Timeout(j)) => {
-                if self.is_closed() {
-                    Err(Rejected::Closed(j))
-                } else {
-                    Err(Rejected::Full(j))
-                }
-            }
+            Err(crossbeam_channel::SendTimeoutError::Timeout(j)) => Err(Rejected::Full(j)),
             Err(crossbeam_channel::SendTimeoutError::Disconnected(j)) => Err(Rejected::Closed(j)),
-        }
-    }
-
-    fn accepted(self: &Arc<Self>, n: u64) {
-        self.counters.submitted.fetch_add(n, Ordering::Relaxed);
-        // Like ThreadPoolExecutor: start a thread only when no worker is waiting for work.
-        if !self.take_idle_token() {
-            let eager = self.eager.load(Ordering::Acquire);
-            if !matches!(self.spawn_below(eager), Ok(true)) && eager < self.max_workers {
-                self.arm_monitor();
-            }
         }
     }
 
@@ -335,7 +426,7 @@ impl<J: Send + 'static> Pool<J> {
             format!("{}-monitor", self.name_prefix)
         };
         if thread::Builder::new()
-            .name(name)
+            .name(thread_name(name))
             .spawn(move || pool.monitor_main())
             .is_ok()
         {
@@ -379,7 +470,7 @@ impl<J: Send + 'static> Pool<J> {
                     && self.taken.load(Ordering::Relaxed) == seen
                     && self.idle_tokens.load(Ordering::Acquire) == 0;
                 if stuck {
-                    let _ = self.spawn_below(self.max_workers);
+                    let _ = self.spawn_idle(self.max_workers);
                 }
             }
         }
@@ -387,18 +478,31 @@ impl<J: Send + 'static> Pool<J> {
 
     /// Starts one more worker if below the limit. Returns whether one was started.
     pub fn spawn_worker(self: &Arc<Self>) -> std::io::Result<bool> {
-        self.spawn_below(self.max_workers)
+        self.spawn_idle(self.max_workers)
     }
 
-    fn spawn_below(self: &Arc<Self>, limit: usize) -> std::io::Result<bool> {
-        if self.is_closed() {
+    /// Starts a worker with no first job, unless the pool is closed.
+    fn spawn_idle(self: &Arc<Self>, limit: usize) -> std::io::Result<bool> {
+        let guard = self.tx.read();
+        if guard.is_none() {
             return Ok(false);
         }
+        match self.spawn_locked(limit, None) {
+            Spawn::Started => Ok(true),
+            Spawn::AtLimit(_) => Ok(false),
+            Spawn::Failed(_, e) => Err(e),
+        }
+    }
+
+    /// Starts a worker (running `first` before anything queued) if below `limit`. The caller
+    /// holds the sender lock with the queue open, so close() cannot pass a spawn and join()
+    /// always finds the new thread. Spawn failure hands the job back: nothing is lost.
+    fn spawn_locked(self: &Arc<Self>, limit: usize, first: Option<J>) -> Spawn<J> {
         let limit = limit.min(self.max_workers);
         let mut n = self.spawned.load(Ordering::Acquire);
         loop {
             if n >= limit {
-                return Ok(false);
+                return Spawn::AtLimit(first);
             }
             match self
                 .spawned
@@ -410,32 +514,43 @@ impl<J: Send + 'static> Pool<J> {
         }
         let mut handles = self.handles.lock();
         let index = handles.len();
-        let worker = Worker {
-            pool: Arc::clone(self),
-            index,
-            early_token: std::sync::atomic::AtomicBool::new(false),
-        };
         let name = if self.name_prefix.is_empty() {
             format!("chanpool-worker_{index}")
         } else {
             format!("{}_{index}", self.name_prefix)
         };
-        let mut builder = thread::Builder::new().name(name);
+        let mut builder = thread::Builder::new().name(thread_name(name));
         let stack = self.stack_size.load(Ordering::Relaxed);
         if stack > 0 {
             builder = builder.stack_size(stack);
         }
-        match builder.spawn(move || {
-            let pool = Arc::clone(&worker.pool);
+        // The job travels in a slot the thread takes it from, so a failed spawn can give it
+        // back (the closure, and anything moved into it, is dropped on failure).
+        let slot = Arc::new(Mutex::new(first));
+        let theirs = Arc::clone(&slot);
+        let pool = Arc::clone(self);
+        let spawned = builder.spawn(move || {
+            let first = theirs.lock().take();
+            drop(theirs);
+            let worker = Worker {
+                pool: Arc::clone(&pool),
+                index,
+                early_token: std::sync::atomic::AtomicBool::new(false),
+                has_first: std::sync::atomic::AtomicBool::new(first.is_some()),
+                first: Mutex::new(first),
+            };
+            IN_POOL_THREAD.with(|f| f.set(true));
             (pool.body)(worker)
-        }) {
+        });
+        match spawned {
             Ok(h) => {
                 handles.push((h.thread().id(), h));
-                Ok(true)
+                Spawn::Started
             }
             Err(e) => {
-                // The Worker (and its decrement of `spawned`) was dropped with the closure.
-                Err(e)
+                drop(handles);
+                self.spawned.fetch_sub(1, Ordering::AcqRel);
+                Spawn::Failed(slot.lock().take(), e)
             }
         }
     }
@@ -445,7 +560,8 @@ impl<J: Send + 'static> Pool<J> {
         self.stack_size.store(bytes, Ordering::Relaxed);
     }
 
-    /// Stops accepting jobs. Workers finish what is queued, then exit.
+    /// Stops accepting jobs. Workers finish what is queued, then exit. Waits (at most one
+    /// submit slice) for submits blocked on a full queue: after it returns none can succeed.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.tx.write().take();
@@ -490,8 +606,8 @@ impl<J: Send + 'static> Pool<J> {
     /// Forgets the threads and queue ends without touching them: after fork() they belong to
     /// the parent, and their internal locks may be held by threads that no longer exist.
     pub fn abandon(&self) {
-        std::mem::forget(std::mem::take(&mut *self.handles.lock()));
         std::mem::forget(self.tx.write().take());
+        std::mem::forget(std::mem::take(&mut *self.handles.lock()));
     }
 
     pub fn queued(&self) -> usize {
@@ -511,6 +627,32 @@ impl<J: Send + 'static> Pool<J> {
             cancelled: c.cancelled.load(Ordering::Relaxed),
             waits: c.waits.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// What an attempt to start a worker did; the first job comes back unless it was started.
+enum Spawn<J> {
+    Started,
+    AtLimit(Option<J>),
+    Failed(Option<J>, std::io::Error),
+}
+
+thread_local! {
+    static IN_POOL_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is a worker of some Pool (the runtime lets those finish their
+/// work during interpreter exit, where other threads are parked).
+pub fn in_pool_thread() -> bool {
+    IN_POOL_THREAD.with(|f| f.get())
+}
+
+/// A thread name std accepts: spawn panics on an interior NUL, so such names are cut there
+/// (the bindings refuse them earlier, with an error naming the parameter).
+pub fn thread_name(name: String) -> String {
+    match name.find('\0') {
+        Some(i) => name[..i].to_string(),
+        None => name,
     }
 }
 

@@ -4,8 +4,9 @@
 //! the GIL; it lets go only to block on an empty queue. The submitting side never blocks while
 //! attached: a full bounded queue is waited on detached, in slices, so Ctrl-C gets through.
 
-use crate::core::pool::{Counters, Next, Pool, Rejected, Worker};
+use crate::core::pool::{Counters, Next, Offer, Pool, Rejected, Worker};
 use crate::core::sync::{Mutex, RwLock};
+use crate::py::args::{Count, Truthy};
 use crate::py::errors;
 use crate::py::future;
 use crate::py::map::{self, ChunkJob, MapIterator, Runner};
@@ -84,7 +85,13 @@ impl Ext {
         self.is_broken.store(true, Ordering::Release);
         self.discard.store(true, Ordering::Release);
         let pool = w.pool();
-        pool.close();
+        py.detach(|| pool.close());
+        // The job this thread was started with fails like the queued ones.
+        if let Some(task) = w.take_first() {
+            fail_task(py, &pool.counters, task, || {
+                errors::broken_thread_pool(py, &msg)
+            });
+        }
         self.purge(py, pool);
     }
 
@@ -108,10 +115,23 @@ impl Stoppable for Ext {
         let Some(core) = self.core.get().and_then(Weak::upgrade) else {
             return;
         };
+        // Like ThreadPoolExecutor at exit: no new work, what is queued still runs.
+        py.detach(|| core.close());
+        if runtime::exit_join(py, |slice| core.join(Some(slice))) {
+            return;
+        }
+        // Ctrl-C during the exit join: what has not started is cancelled, counted and logged.
         self.discard.store(true, Ordering::Release);
-        core.close();
+        let before = core.snapshot().cancelled;
         cancel_queued(py, &core);
-        py.detach(|| core.join(None));
+        let dropped = core.snapshot().cancelled - before;
+        if dropped > 0 {
+            log::warn!(target: "chanpool", "exit interrupted: {dropped} queued task(s) cancelled");
+        }
+    }
+
+    fn stops_early(&self) -> bool {
+        true
     }
 }
 
@@ -187,10 +207,7 @@ fn run_call(py: Python<'_>, ext: &Ext, w: &Worker<Task>, counters: &Counters, jo
 }
 
 fn worker_main(ext: Arc<Ext>, w: Worker<Task>) {
-    if runtime::exiting() {
-        return;
-    }
-    Python::attach(|py| {
+    let ran = runtime::attach_native(|py| {
         let init = ext
             .init
             .read()
@@ -206,7 +223,7 @@ fn worker_main(ext: Arc<Ext>, w: Worker<Task>) {
         loop {
             let task = match w.try_next() {
                 Next::Job(t) => t,
-                Next::Empty => match py.detach(|| w.wait_next()) {
+                Next::Empty => match runtime::detach(py, || w.wait_next()) {
                     Some(t) => t,
                     None => break,
                 },
@@ -219,6 +236,11 @@ fn worker_main(ext: Arc<Ext>, w: Worker<Task>) {
             }
         }
     });
+    if ran.is_none() {
+        // Started too late in the exit to run Python: its first job cannot even be dropped
+        // (that takes the interpreter), so it is leaked with the process about to end.
+        std::mem::forget(w);
+    }
 }
 
 /// Queues a task, waiting detached (in slices, watching for Ctrl-C) while the queue is full.
@@ -229,32 +251,50 @@ pub fn enqueue(
     task: Task,
     weight: u64,
 ) -> PyResult<()> {
-    let mut task = match core.try_submit(task, weight) {
+    let task = match core.offer(task, weight) {
         Ok(()) => return Ok(()),
-        Err(Rejected::Closed(_)) => return Err(closed_error(py, ext)),
-        Err(Rejected::Full(t)) => t,
+        Err(Offer::Closed(_)) => return Err(closed_error(py, ext)),
+        Err(Offer::NoThread(_, e)) => {
+            return Err(PyRuntimeError::new_err(format!(
+                "can't start new thread: {e}"
+            )))
+        }
+        Err(Offer::Full(t)) => t,
     };
-    loop {
-        match py.detach(|| core.submit_timeout(task, weight, SLICE)) {
-            Ok(()) => {
-                if core.is_closed() && ext.discard.load(Ordering::Acquire) {
-                    ext.purge(py, core);
+    let (r, err) = runtime::wait_detached(py, |hook| {
+        let mut task = task;
+        loop {
+            match core.submit_timeout(task, weight, SLICE) {
+                Ok(()) => return Ok(()),
+                Err(Rejected::Closed(_)) => return Err(None),
+                Err(Rejected::Full(t)) => {
+                    if hook() {
+                        // Handed back so it is dropped attached.
+                        return Err(Some(t));
+                    }
+                    task = t;
                 }
-                return Ok(());
-            }
-            Err(Rejected::Closed(_)) => return Err(closed_error(py, ext)),
-            Err(Rejected::Full(t)) => {
-                task = t;
-                py.check_signals()?;
             }
         }
+    });
+    match r {
+        Ok(()) => {
+            if core.is_closed() && ext.discard.load(Ordering::Acquire) {
+                ext.purge(py, core);
+            }
+            Ok(())
+        }
+        Err(None) => Err(closed_error(py, ext)),
+        Err(Some(_task)) => Err(err.unwrap_or_else(|| {
+            pyo3::exceptions::PyKeyboardInterrupt::new_err("submit interrupted")
+        })),
     }
 }
 
 fn closed_error(py: Python<'_>, ext: &Ext) -> PyErr {
     match ext.broken() {
         Some(msg) => errors::broken_thread_pool(py, &msg),
-        None if runtime::exiting() => {
+        None if runtime::interpreter_shutdown() => {
             PyRuntimeError::new_err("cannot schedule new futures after interpreter shutdown")
         }
         None => PyRuntimeError::new_err("cannot schedule new futures after shutdown"),
@@ -278,13 +318,7 @@ pub struct WorkerPool {
 impl WorkerPool {
     fn check(&self, py: Python<'_>) -> PyResult<()> {
         runtime::check_process(self.gen, "WorkerPool")?;
-        if let Some(msg) = self.ext.broken() {
-            return Err(errors::broken_thread_pool(py, &msg));
-        }
-        if self.core.is_closed() {
-            return Err(closed_error(py, &self.ext));
-        }
-        if runtime::exiting() {
+        if self.core.is_closed() || runtime::interpreter_shutdown() {
             return Err(closed_error(py, &self.ext));
         }
         Ok(())
@@ -312,6 +346,26 @@ impl WorkerPool {
             kwargs: kwargs.filter(|k| !k.is_empty()).map(|k| k.clone().unbind()),
         };
         Ok((fut, Task::Call(job)))
+    }
+
+    fn shutdown_impl(&self, py: Python<'_>, wait: bool, cancel_futures: bool) -> PyResult<()> {
+        if self.gen != runtime::generation() {
+            return Ok(());
+        }
+        if cancel_futures {
+            self.ext.discard.store(true, Ordering::Release);
+        }
+        // Detached: close() waits for submits blocked on a full queue to give up their slice.
+        runtime::detach(py, || self.core.close());
+        if cancel_futures {
+            cancel_queued(py, &self.core);
+        }
+        if wait {
+            while !runtime::detach(py, || self.core.join(Some(SLICE))) {
+                py.check_signals()?;
+            }
+        }
+        Ok(())
     }
 
     pub fn core(&self) -> &Arc<CorePool> {
@@ -351,29 +405,34 @@ pub fn rate_limit_of(
 #[pymethods]
 impl WorkerPool {
     #[new]
-    #[pyo3(signature = (max_workers=None, *, queue_size=0, thread_name_prefix="", initializer=None, initargs=None, rate_limit=None))]
+    #[pyo3(signature = (max_workers=None, *, queue_size=Count::ZERO, thread_name_prefix="", initializer=None, initargs=None, rate_limit=None),
+           text_signature = "(max_workers=None, *, queue_size=0, thread_name_prefix='', initializer=None, initargs=(), rate_limit=None)")]
     fn new(
         py: Python<'_>,
-        max_workers: Option<isize>,
-        queue_size: isize,
+        max_workers: Option<Count>,
+        queue_size: Count,
         thread_name_prefix: &str,
         initializer: Option<Bound<'_, PyAny>>,
         initargs: Option<Bound<'_, PyAny>>,
         rate_limit: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let rate = rate_limit_of(py, rate_limit)?;
         let max_workers = match max_workers {
             None => default_workers(),
-            Some(n) if n <= 0 => {
+            // ThreadPoolExecutor's message for 0 and below.
+            Some(n) if n.below(1) => {
                 return Err(PyValueError::new_err("max_workers must be greater than 0"))
             }
-            Some(n) => n as usize,
+            Some(n) => usize::try_from(n.at_least(1, "max_workers")?)
+                .map_err(|_| PyValueError::new_err("max_workers is too large"))?,
         };
-        if queue_size < 0 {
+        let queue_size = usize::try_from(queue_size.at_least(0, "queue_size")?)
+            .map_err(|_| PyValueError::new_err("queue_size is too large"))?;
+        if thread_name_prefix.contains('\0') {
             return Err(PyValueError::new_err(
-                "queue_size must be >= 0 (0 means unbounded)",
+                "thread_name_prefix must not contain a NUL character",
             ));
         }
+        let rate = rate_limit_of(py, rate_limit)?;
         let init = match initializer {
             Some(f) if !f.is_none() => {
                 if !f.is_callable() {
@@ -381,9 +440,8 @@ impl WorkerPool {
                 }
                 let args = match initargs {
                     None => PyTuple::empty(py),
-                    Some(a) => pyo3::types::PySequenceMethods::to_tuple(
-                        a.cast::<pyo3::types::PySequence>()?,
-                    )?,
+                    // Any iterable, as ThreadPoolExecutor takes (it calls initializer(*initargs)).
+                    Some(a) => PyTuple::new(py, a.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
                 };
                 Some(Init {
                     func: f.unbind(),
@@ -408,7 +466,7 @@ impl WorkerPool {
         };
         let core = Pool::new(
             max_workers,
-            queue_size as usize,
+            queue_size,
             prefix.clone(),
             move |w: Worker<Task>| worker_main(Arc::clone(&body_ext), w),
         );
@@ -416,7 +474,8 @@ impl WorkerPool {
         let _ = ext.core.set(Arc::downgrade(&core));
         let stoppable: Arc<dyn Stoppable> = ext.clone();
         runtime::register(&stoppable);
-        log::debug!(target: "chanpool", "WorkerPool {prefix} started: max_workers={max_workers} queue_size={queue_size}");
+        // (Start and shutdown are logged by the Python class: logging can release the GIL,
+        // which a daemon thread must not do in here while the interpreter exits.)
         Ok(WorkerPool {
             core,
             ext,
@@ -457,13 +516,14 @@ impl WorkerPool {
     }
 
     /// Executor.map with Python 3.14 semantics; chunksize batches items into one job.
-    #[pyo3(signature = (r#fn, *iterables, timeout=None, chunksize=1, buffersize=None))]
+    #[pyo3(signature = (r#fn, *iterables, timeout=None, chunksize=Count::ONE, buffersize=None),
+           text_signature = "(self, fn, /, *iterables, timeout=None, chunksize=1, buffersize=None)")]
     fn map(
         slf: &Bound<'_, Self>,
         r#fn: &Bound<'_, PyAny>,
         iterables: &Bound<'_, PyTuple>,
         timeout: Option<f64>,
-        chunksize: isize,
+        chunksize: Count,
         buffersize: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<MapIterator> {
         let me = slf.get();
@@ -474,61 +534,35 @@ impl WorkerPool {
                 r#fn.get_type().name()?
             )));
         }
-        if chunksize < 1 {
-            return Err(PyValueError::new_err("chunksize must be >= 1."));
-        }
+        let chunksize = usize::try_from(chunksize.at_least(1, "chunksize")?)
+            .map_err(|_| PyValueError::new_err("chunksize is too large"))?;
         let buffersize = match buffersize {
             None => None,
             Some(b) if b.is_none() => None,
             Some(b) => {
-                if !b.is_instance_of::<pyo3::types::PyInt>()
-                    || b.is_instance_of::<pyo3::types::PyBool>()
-                {
-                    return Err(PyTypeError::new_err(
-                        "buffersize must be an integer or None",
-                    ));
-                }
-                let n: i64 = b.extract()?;
-                if n < 1 {
+                let n: Count = b
+                    .extract()
+                    .map_err(|_| PyTypeError::new_err("buffersize must be an integer or None"))?;
+                if n.below(1) {
                     return Err(PyValueError::new_err("buffersize must be None or > 0"));
                 }
-                Some(n as usize)
+                Some(
+                    usize::try_from(n.at_least(1, "buffersize")?)
+                        .map_err(|_| PyValueError::new_err("buffersize is too large"))?,
+                )
             }
         };
         let deadline = runtime::deadline_from(timeout)?;
         me.check(py)?;
         map::start(
-            py,
-            &me.core,
-            &me.ext,
-            r#fn,
-            iterables,
-            deadline,
-            chunksize as usize,
-            buffersize,
+            py, &me.core, &me.ext, r#fn, iterables, deadline, chunksize, buffersize,
         )
     }
 
     /// Stops accepting work; optionally cancels what is still queued and waits for workers.
-    #[pyo3(signature = (wait=true, *, cancel_futures=false))]
-    fn shutdown(&self, py: Python<'_>, wait: bool, cancel_futures: bool) -> PyResult<()> {
-        if self.gen != runtime::generation() {
-            return Ok(());
-        }
-        if cancel_futures {
-            self.ext.discard.store(true, Ordering::Release);
-        }
-        self.core.close();
-        if cancel_futures {
-            cancel_queued(py, &self.core);
-        }
-        if wait {
-            while !py.detach(|| self.core.join(Some(SLICE))) {
-                py.check_signals()?;
-            }
-        }
-        log::debug!(target: "chanpool", "WorkerPool {} shut down", self.prefix);
-        Ok(())
+    #[pyo3(signature = (wait=Truthy(true), *, cancel_futures=Truthy(false)))]
+    fn shutdown(&self, py: Python<'_>, wait: Truthy, cancel_futures: Truthy) -> PyResult<()> {
+        self.shutdown_impl(py, wait.0, cancel_futures.0)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -542,7 +576,7 @@ impl WorkerPool {
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        self.shutdown(py, true, false)?;
+        self.shutdown_impl(py, true, false)?;
         Ok(false)
     }
 
