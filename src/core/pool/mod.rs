@@ -2,8 +2,15 @@
 //! `max_workers` threads that are started on demand. Knows nothing about Python: the binding
 //! supplies the worker body, which decides how jobs run (e.g. attached to the interpreter).
 
+mod live;
+#[cfg(all(test, loom))]
+mod loom_models;
+#[cfg(all(test, not(loom)))]
+mod tests;
+
 use crate::core::sync::{Condvar, Mutex, RwLock};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
+use live::Live;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
@@ -97,6 +104,8 @@ pub struct Pool<J: Send + 'static> {
     /// semaphore): a submit that gets one relies on that worker instead of starting a thread.
     idle_tokens: AtomicUsize,
     handles: Mutex<Vec<(ThreadId, JoinHandle<()>)>>,
+    /// Worker threads that have not finished yet: what join() waits for.
+    live: Live,
     body: Box<Body<J>>,
     pub counters: Counters,
     /// Workers started as soon as a job finds nobody idle; past this, see [`Pool::set_lazy`].
@@ -231,6 +240,7 @@ impl<J: Send + 'static> Pool<J> {
             idle: AtomicUsize::new(0),
             idle_tokens: AtomicUsize::new(0),
             handles: Mutex::new(Vec::new()),
+            live: Live::new(),
             body: Box::new(body),
             counters: Counters::default(),
             eager: AtomicUsize::new(max_workers),
@@ -529,7 +539,16 @@ impl<J: Send + 'static> Pool<J> {
         let slot = Arc::new(Mutex::new(first));
         let theirs = Arc::clone(&slot);
         let pool = Arc::clone(self);
+        self.live.enter();
         let spawned = builder.spawn(move || {
+            // Counted out last, even if the body panics: join() waits for this.
+            struct Out<J: Send + 'static>(Arc<Pool<J>>);
+            impl<J: Send + 'static> Drop for Out<J> {
+                fn drop(&mut self) {
+                    self.0.live.exit();
+                }
+            }
+            let _out = Out(Arc::clone(&pool));
             let first = theirs.lock().take();
             drop(theirs);
             let worker = Worker {
@@ -549,6 +568,7 @@ impl<J: Send + 'static> Pool<J> {
             }
             Err(e) => {
                 drop(handles);
+                self.live.exit();
                 self.spawned.fetch_sub(1, Ordering::AcqRel);
                 Spawn::Failed(slot.lock().take(), e)
             }
@@ -575,32 +595,25 @@ impl<J: Send + 'static> Pool<J> {
     }
 
     /// Waits for every worker thread except the calling one. Call with the GIL released.
+    /// Every concurrent caller waits for all of them (see [`live`]).
     pub fn join(&self, timeout: Option<Duration>) -> bool {
         let me = thread::current().id();
         let deadline = timeout.and_then(crate::core::wait::deadline_after);
-        loop {
-            let next = {
-                let mut hs = self.handles.lock();
-                let pos = hs.iter().position(|(id, _)| *id != me);
-                pos.map(|i| hs.swap_remove(i))
-            };
-            let Some((_, h)) = next else { return true };
-            match deadline {
-                None => {
-                    let _ = h.join();
-                }
-                Some(d) => {
-                    while !h.is_finished() {
-                        if std::time::Instant::now() >= d {
-                            self.handles.lock().push((h.thread().id(), h));
-                            return false;
-                        }
-                        thread::sleep(Duration::from_millis(2));
-                    }
-                    let _ = h.join();
-                }
-            }
+        let own = usize::from(self.handles.lock().iter().any(|(id, _)| *id == me));
+        if !self.live.wait_until_at_most(own, deadline) {
+            return false;
         }
+        // Reap the finished threads (their bodies have returned, so this is immediate).
+        let done: Vec<_> = {
+            let mut hs = self.handles.lock();
+            let (mine, rest): (Vec<_>, Vec<_>) = hs.drain(..).partition(|(id, _)| *id == me);
+            *hs = mine;
+            rest
+        };
+        for (_, h) in done {
+            let _ = h.join();
+        }
+        true
     }
 
     /// Forgets the threads and queue ends without touching them: after fork() they belong to
@@ -671,265 +684,5 @@ pub fn closure_body(w: Worker<Box<dyn FnOnce() + Send>>) {
         job();
         w.pool().counters.running.fetch_sub(1, Ordering::Relaxed);
         Counters::add(&w.pool().counters.completed, 1);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicU64;
-    use std::sync::Barrier;
-
-    type Job = Box<dyn FnOnce() + Send>;
-
-    fn pool(workers: usize, cap: usize) -> Arc<Pool<Job>> {
-        Pool::new(workers, cap, String::new(), closure_body)
-    }
-
-    #[test]
-    fn runs_every_job_exactly_once_from_many_producers() {
-        for _ in 0..20 {
-            let p = pool(4, 8);
-            let sum = Arc::new(AtomicU64::new(0));
-            let producers: Vec<_> = (0..4)
-                .map(|t| {
-                    let p = Arc::clone(&p);
-                    let sum = Arc::clone(&sum);
-                    thread::spawn(move || {
-                        for i in 0..1000u64 {
-                            let s = Arc::clone(&sum);
-                            let mut job: Job = Box::new(move || {
-                                s.fetch_add(t * 1000 + i, Ordering::Relaxed);
-                            });
-                            loop {
-                                match p.submit_timeout(job, 1, Duration::from_millis(20)) {
-                                    Ok(()) => break,
-                                    Err(Rejected::Full(j)) => job = j,
-                                    Err(Rejected::Closed(_)) => panic!("closed"),
-                                }
-                            }
-                        }
-                    })
-                })
-                .collect();
-            for h in producers {
-                h.join().unwrap();
-            }
-            p.close();
-            assert!(p.join(None));
-            assert_eq!(sum.load(Ordering::Relaxed), (0..4000u64).sum::<u64>());
-            let s = p.snapshot();
-            assert_eq!((s.submitted, s.completed, s.workers), (4000, 4000, 0));
-        }
-    }
-
-    #[test]
-    fn bounded_queue_rejects_when_full_and_returns_the_job() {
-        let p = pool(1, 1);
-        let gate = Arc::new(Barrier::new(2));
-        let g = Arc::clone(&gate);
-        let (started_tx, started) = crossbeam_channel::bounded(1);
-        p.try_submit(
-            Box::new(move || {
-                started_tx.send(()).unwrap();
-                g.wait();
-            }),
-            1,
-        )
-        .unwrap();
-        started.recv().unwrap();
-        // The worker is busy: exactly one more job fits.
-        let mut queued = 0;
-        loop {
-            match p.try_submit(Box::new(|| {}), 1) {
-                Ok(()) => queued += 1,
-                Err(Rejected::Full(_)) => break,
-                Err(Rejected::Closed(_)) => unreachable!(),
-            }
-        }
-        assert_eq!(queued, 1);
-        assert!(matches!(
-            p.submit_timeout(Box::new(|| {}), 1, Duration::from_millis(5)),
-            Err(Rejected::Full(_))
-        ));
-        gate.wait();
-        p.close();
-        p.join(None);
-        assert_eq!(p.snapshot().completed, 1 + queued);
-    }
-
-    #[test]
-    fn closed_pool_refuses_and_drain_returns_queued_jobs() {
-        let p = pool(1, 0);
-        let gate = Arc::new(Barrier::new(2));
-        let g = Arc::clone(&gate);
-        let (started_tx, started) = crossbeam_channel::bounded(1);
-        p.try_submit(
-            Box::new(move || {
-                started_tx.send(()).unwrap();
-                g.wait();
-            }),
-            1,
-        )
-        .unwrap();
-        // The only worker is held by the first job, so the next ten stay queued (a drain
-        // racing the worker for the first job could let it run some of them).
-        started.recv().unwrap();
-        for _ in 0..10 {
-            p.try_submit(Box::new(|| {}), 1).unwrap();
-        }
-        let drained = p.drain();
-        assert_eq!(drained.len(), 10);
-        p.close();
-        assert!(matches!(
-            p.try_submit(Box::new(|| {}), 1),
-            Err(Rejected::Closed(_))
-        ));
-        gate.wait();
-        drop(drained);
-        assert!(p.join(Some(Duration::from_secs(10))));
-    }
-
-    #[test]
-    fn spawns_no_more_than_max_workers() {
-        let p = pool(3, 0);
-        let gate = Arc::new(Barrier::new(4));
-        for _ in 0..3 {
-            let g = Arc::clone(&gate);
-            p.try_submit(
-                Box::new(move || {
-                    g.wait();
-                }),
-                1,
-            )
-            .unwrap();
-        }
-        for _ in 0..50 {
-            p.try_submit(Box::new(|| {}), 1).unwrap();
-        }
-        assert!(p.snapshot().workers <= 3);
-        gate.wait();
-        p.close();
-        p.join(None);
-        assert_eq!(p.snapshot().completed, 53);
-    }
-
-    #[test]
-    fn requeue_never_starts_a_thread_and_runs_the_job() {
-        let p = pool(8, 0);
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let p2 = Arc::clone(&p);
-        p.try_submit(
-            Box::new(move || {
-                // A job handing 50 more to its own pool, as a dispatch run re-queues itself.
-                for i in 0..50 {
-                    let tx = tx.clone();
-                    p2.requeue(Box::new(move || tx.send(i).unwrap()), 1)
-                        .unwrap();
-                }
-            }),
-            1,
-        )
-        .unwrap();
-        let mut got: Vec<i32> = (0..50).map(|_| rx.recv().unwrap()).collect();
-        got.sort_unstable();
-        assert_eq!(got, (0..50).collect::<Vec<_>>());
-        assert_eq!(p.snapshot().workers, 1);
-        assert_eq!(p.snapshot().submitted, 51);
-        p.close();
-        assert!(matches!(
-            p.requeue(Box::new(|| {}), 1),
-            Err(Rejected::Closed(_))
-        ));
-        p.join(None);
-    }
-
-    #[test]
-    fn lazy_mode_starts_only_eager_threads_for_jobs_that_keep_moving() {
-        let p = pool(4, 0);
-        // A window no runnable worker leaves its queue untouched for, even on a loaded box.
-        p.set_lazy(1, Duration::from_secs(10));
-        let (tx, rx) = crossbeam_channel::unbounded();
-        for i in 0..2000 {
-            let tx = tx.clone();
-            p.try_submit(Box::new(move || tx.send(i).unwrap()), 1)
-                .unwrap();
-        }
-        for _ in 0..2000 {
-            rx.recv().unwrap();
-        }
-        assert_eq!(p.snapshot().workers, 1);
-        p.close();
-        assert!(p.join(Some(Duration::from_secs(10))));
-    }
-
-    #[test]
-    fn lazy_mode_starts_more_threads_for_starving_jobs() {
-        let p = pool(4, 0);
-        p.set_lazy(1, Duration::from_millis(20));
-        // Jobs that block until all three run at once: the monitor must add two threads.
-        let meet = Arc::new(Barrier::new(3));
-        let (done_tx, done) = crossbeam_channel::unbounded();
-        for _ in 0..3 {
-            let (meet, done_tx) = (Arc::clone(&meet), done_tx.clone());
-            p.try_submit(
-                Box::new(move || {
-                    meet.wait();
-                    done_tx.send(()).unwrap();
-                }),
-                1,
-            )
-            .unwrap();
-        }
-        for _ in 0..3 {
-            done.recv_timeout(Duration::from_secs(10))
-                .expect("starving jobs got no thread");
-        }
-        assert_eq!(p.snapshot().workers, 3);
-        p.close();
-        assert!(p.join(Some(Duration::from_secs(10))));
-    }
-
-    #[test]
-    fn lazy_mode_gives_a_starving_requeued_job_a_thread() {
-        let p = pool(2, 0);
-        p.set_lazy(1, Duration::from_millis(20));
-        let (tx, rx) = crossbeam_channel::bounded::<()>(1);
-        let p2 = Arc::clone(&p);
-        let (done_tx, done) = crossbeam_channel::bounded(1);
-        p.try_submit(
-            Box::new(move || {
-                // No submit after this one: only the requeue can tell the monitor.
-                p2.requeue(Box::new(move || tx.send(()).unwrap()), 1)
-                    .unwrap();
-                rx.recv_timeout(Duration::from_secs(10))
-                    .expect("the requeued job never ran");
-                done_tx.send(()).unwrap();
-            }),
-            1,
-        )
-        .unwrap();
-        done.recv_timeout(Duration::from_secs(20)).unwrap();
-        assert_eq!(p.snapshot().workers, 2);
-        p.close();
-        assert!(p.join(Some(Duration::from_secs(10))));
-    }
-
-    #[test]
-    fn idle_worker_is_reused_instead_of_spawning() {
-        let p = pool(8, 0);
-        for _ in 0..100 {
-            let (tx, rx) = crossbeam_channel::bounded(0);
-            p.try_submit(Box::new(move || tx.send(()).unwrap()), 1)
-                .unwrap();
-            rx.recv().unwrap();
-            // Wait until the worker is back to idle before the next submit.
-            while p.snapshot().idle == 0 {
-                thread::yield_now();
-            }
-        }
-        assert_eq!(p.snapshot().workers, 1);
-        p.close();
-        p.join(None);
     }
 }
