@@ -2,19 +2,23 @@
 //! `max_workers` threads that are started on demand. Knows nothing about Python: the binding
 //! supplies the worker body, which decides how jobs run (e.g. attached to the interpreter).
 
+mod gate;
 mod live;
 #[cfg(all(test, loom))]
 mod loom_models;
 #[cfg(all(test, not(loom)))]
 mod tests;
+mod tokens;
 
-use crate::core::sync::{Condvar, Mutex, RwLock};
+use crate::core::sync::{Condvar, Mutex};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
+use gate::Gate;
 use live::Live;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
+use tokens::IdleTokens;
 
 /// Why a job was handed back instead of queued; the job comes back so nothing is lost.
 pub enum Rejected<J> {
@@ -92,7 +96,7 @@ type Body<J> = dyn Fn(Worker<J>) + Send + Sync;
 
 pub struct Pool<J: Send + 'static> {
     // The only long-lived sender: taking it out closes the queue once in-flight sends finish.
-    tx: RwLock<Option<Sender<J>>>,
+    tx: Gate<Sender<J>>,
     rx: Receiver<J>,
     capacity: usize,
     max_workers: usize,
@@ -102,7 +106,7 @@ pub struct Pool<J: Send + 'static> {
     idle: AtomicUsize,
     /// One token per time a worker went idle, taken by a submit (ThreadPoolExecutor's idle
     /// semaphore): a submit that gets one relies on that worker instead of starting a thread.
-    idle_tokens: AtomicUsize,
+    idle_tokens: IdleTokens,
     handles: Mutex<Vec<(ThreadId, JoinHandle<()>)>>,
     /// Worker threads that have not finished yet: what join() waits for.
     live: Live,
@@ -185,7 +189,7 @@ impl<J: Send + 'static> Worker<J> {
     pub fn finishing(&self) {
         if !self.early_token.load(Ordering::Relaxed) && self.pool.rx.is_empty() {
             self.early_token.store(true, Ordering::Relaxed);
-            self.pool.idle_tokens.fetch_add(1, Ordering::AcqRel);
+            self.pool.idle_tokens.give();
         }
     }
 
@@ -199,7 +203,7 @@ impl<J: Send + 'static> Worker<J> {
         p.counters.waits.fetch_add(1, Ordering::Relaxed);
         // Token first: whoever sees this worker idle must also find its token.
         if !self.early_token.swap(false, Ordering::Relaxed) {
-            p.idle_tokens.fetch_add(1, Ordering::AcqRel);
+            p.idle_tokens.give();
         }
         p.idle.fetch_add(1, Ordering::AcqRel);
         let r = p.rx.recv().ok();
@@ -230,7 +234,7 @@ impl<J: Send + 'static> Pool<J> {
             bounded(capacity)
         };
         Arc::new(Pool {
-            tx: RwLock::new(Some(tx)),
+            tx: Gate::new(tx),
             rx,
             capacity,
             max_workers,
@@ -238,7 +242,7 @@ impl<J: Send + 'static> Pool<J> {
             closed: AtomicBool::new(false),
             spawned: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
-            idle_tokens: AtomicUsize::new(0),
+            idle_tokens: IdleTokens::new(),
             handles: Mutex::new(Vec::new()),
             live: Live::new(),
             body: Box::new(body),
@@ -296,8 +300,7 @@ impl<J: Send + 'static> Pool<J> {
     /// as that thread's first job (when below the limit); otherwise it is queued. The sender
     /// lock is held throughout, so close() either sees this job accepted or refuses it.
     pub fn offer(self: &Arc<Self>, job: J, weight: u64) -> Result<(), Offer<J>> {
-        let guard = self.tx.read();
-        let Some(tx) = guard.as_ref() else {
+        let Some(tx) = self.tx.enter() else {
             return Err(Offer::Closed(job));
         };
         let token = self.take_idle_token();
@@ -326,7 +329,7 @@ impl<J: Send + 'static> Pool<J> {
         };
         match tx.try_send(job) {
             Ok(()) => {
-                drop(guard);
+                drop(tx);
                 self.counters.submitted.fetch_add(weight, Ordering::Relaxed);
                 if arm {
                     self.arm_monitor();
@@ -336,7 +339,7 @@ impl<J: Send + 'static> Pool<J> {
             Err(e) => {
                 if token {
                     // Not queued after all: the idle worker is still there for the next one.
-                    self.idle_tokens.fetch_add(1, Ordering::AcqRel);
+                    self.idle_tokens.give();
                 }
                 Err(match e {
                     TrySendError::Full(j) => Offer::Full(j),
@@ -348,8 +351,7 @@ impl<J: Send + 'static> Pool<J> {
 
     /// The queueing half of try_submit and requeue; the sender lock is released on return.
     fn try_enqueue(&self, job: J) -> Result<(), Rejected<J>> {
-        let tx = self.tx.read();
-        let Some(tx) = tx.as_ref() else {
+        let Some(tx) = self.tx.enter() else {
             return Err(Rejected::Closed(job));
         };
         tx.try_send(job).map_err(|e| match e {
@@ -360,9 +362,7 @@ impl<J: Send + 'static> Pool<J> {
 
     /// Takes one idle token if there is one: a waiting worker will take the job just queued.
     fn take_idle_token(&self) -> bool {
-        self.idle_tokens
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok()
+        self.idle_tokens.take()
     }
 
     /// Queues a job without ever starting a thread: for a worker handing work back to its own
@@ -390,8 +390,7 @@ impl<J: Send + 'static> Pool<J> {
         weight: u64,
         timeout: Duration,
     ) -> Result<(), Rejected<J>> {
-        let guard = self.tx.read();
-        let Some(tx) = guard.as_ref() else {
+        let Some(tx) = self.tx.enter() else {
             return Err(Rejected::Closed(job));
         };
         match tx.send_timeout(job, timeout) {
@@ -404,7 +403,7 @@ impl<J: Send + 'static> Pool<J> {
                     arm = !matches!(self.spawn_locked(eager, None), Spawn::Started)
                         && eager < self.max_workers;
                 }
-                drop(guard);
+                drop(tx);
                 if arm {
                     self.arm_monitor();
                 }
@@ -478,7 +477,7 @@ impl<J: Send + 'static> Pool<J> {
                 // jobs (FIFO) waited the whole window.
                 let stuck = waiting
                     && self.taken.load(Ordering::Relaxed) == seen
-                    && self.idle_tokens.load(Ordering::Acquire) == 0;
+                    && self.idle_tokens.count() == 0;
                 if stuck {
                     let _ = self.spawn_idle(self.max_workers);
                 }
@@ -493,10 +492,9 @@ impl<J: Send + 'static> Pool<J> {
 
     /// Starts a worker with no first job, unless the pool is closed.
     fn spawn_idle(self: &Arc<Self>, limit: usize) -> std::io::Result<bool> {
-        let guard = self.tx.read();
-        if guard.is_none() {
+        let Some(_open) = self.tx.enter() else {
             return Ok(false);
-        }
+        };
         match self.spawn_locked(limit, None) {
             Spawn::Started => Ok(true),
             Spawn::AtLimit(_) => Ok(false),
@@ -584,7 +582,7 @@ impl<J: Send + 'static> Pool<J> {
     /// submit slice) for submits blocked on a full queue: after it returns none can succeed.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.tx.write().take();
+        drop(self.tx.close());
         let _running = self.monitor.running.lock();
         self.monitor.wake.notify_all();
     }
@@ -619,7 +617,7 @@ impl<J: Send + 'static> Pool<J> {
     /// Forgets the threads and queue ends without touching them: after fork() they belong to
     /// the parent, and their internal locks may be held by threads that no longer exist.
     pub fn abandon(&self) {
-        std::mem::forget(self.tx.write().take());
+        std::mem::forget(self.tx.close());
         std::mem::forget(std::mem::take(&mut *self.handles.lock()));
     }
 
