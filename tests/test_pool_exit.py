@@ -232,7 +232,7 @@ print("exiting", flush=True)
 
 
 def test_dropped_work_after_ctrl_c_at_exit_is_counted_and_logged():
-    took, proc = _interrupt_exit(
+    _, proc = _interrupt_exit(
         """
 import logging, threading, chanpool
 logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")

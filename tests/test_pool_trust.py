@@ -24,8 +24,15 @@ def test_worker_pool_is_a_thread_pool_executor_without_its_machinery():
         assert isinstance(p, cf.ThreadPoolExecutor)
         assert isinstance(p, cf.Executor)
         # None of the stock executor's state or helpers exist, and no Python thread starts.
-        for name in ("_work_queue", "_threads", "_idle_semaphore", "_adjust_thread_count",
-                     "_initializer_failed", "_counter", "_shutdown_lock"):
+        for name in (
+            "_work_queue",
+            "_threads",
+            "_idle_semaphore",
+            "_adjust_thread_count",
+            "_initializer_failed",
+            "_counter",
+            "_shutdown_lock",
+        ):
             assert not hasattr(p, name), name
         assert [p.submit(pow, 2, i).result(timeout=30) for i in range(5)] == [1, 2, 4, 8, 16]
         assert threading.active_count() == before
@@ -91,6 +98,11 @@ def test_a_submit_blocked_before_shutdown_is_never_accepted_after_it():
     """The blocked submitter used a clone of the queue's sender, so it got in once the worker
     made room after shutdown(): a future accepted by a shut-down pool."""
     for _ in range(10):
+        _blocked_submit_vs_shutdown()
+
+
+def _blocked_submit_vs_shutdown():
+    if True:
         p = chanpool.WorkerPool(1, queue_size=1)
         gate = threading.Event()
         running = p.submit(gate.wait, 30)  # the worker's first job
@@ -393,6 +405,14 @@ def test_submitters_cancel_and_shutdown_racing_keep_exact_books():
 
     def scenario():
         for round_ in range(30):
+            _racing_round(round_)
+
+    watchdog(scenario, timeout=120, what="racing submit/cancel/shutdown")
+
+
+def _racing_round(round_):
+    if True:
+        if True:
             p = chanpool.WorkerPool(4, queue_size=8 if round_ % 2 else 0)
             accepted: list = []
             refused = [0]
@@ -442,5 +462,3 @@ def test_submitters_cancel_and_shutdown_racing_keep_exact_books():
                 ends["cancelled"],
             ), (s, ends)
             assert (s["queued"], s["running"], s["workers"]) == (0, 0, 0), s
-
-    watchdog(scenario, timeout=120, what="racing submit/cancel/shutdown")

@@ -33,7 +33,8 @@ class _Hidden:
         raise AttributeError(f"'WorkerPool' object has no attribute {self.name!r}")
 
 
-class WorkerPool(_core.WorkerPool, cf.ThreadPoolExecutor):
+# The native class answers ThreadPoolExecutor's private attributes with read-only properties.
+class WorkerPool(_core.WorkerPool, cf.ThreadPoolExecutor):  # type: ignore[misc, override]
     __doc__ = _core.WorkerPool.__doc__
 
     # The stock executor's thread machinery, which must never run on a WorkerPool.
@@ -64,7 +65,7 @@ class WorkerPool(_core.WorkerPool, cf.ThreadPoolExecutor):
             self.queue_size,
         )
 
-    def shutdown(self, wait: Any = True, *, cancel_futures: Any = False) -> None:
+    def shutdown(self, wait: object = True, *, cancel_futures: object = False) -> None:
         """Stops accepting work; optionally cancels what is still queued and waits for workers."""
         super().shutdown(wait, cancel_futures=cancel_futures)
         logger.debug("WorkerPool %s shut down", self._thread_name_prefix)
@@ -72,9 +73,9 @@ class WorkerPool(_core.WorkerPool, cf.ThreadPoolExecutor):
     def __enter__(self) -> WorkerPool:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
         self.shutdown(wait=True)
-        return False
+        return bool(False)
 
     def submit_with(
         self, context: Context, fn: Callable[..., _T], /, *args: Any, **kwargs: Any

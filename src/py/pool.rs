@@ -560,7 +560,8 @@ impl WorkerPool {
     }
 
     /// Stops accepting work; optionally cancels what is still queued and waits for workers.
-    #[pyo3(signature = (wait=Truthy(true), *, cancel_futures=Truthy(false)))]
+    #[pyo3(signature = (wait=Truthy(true), *, cancel_futures=Truthy(false)),
+           text_signature = "(self, /, wait=True, *, cancel_futures=False)")]
     fn shutdown(&self, py: Python<'_>, wait: Truthy, cancel_futures: Truthy) -> PyResult<()> {
         self.shutdown_impl(py, wait.0, cancel_futures.0)
     }

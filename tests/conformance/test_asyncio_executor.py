@@ -181,7 +181,9 @@ def test_set_default_executor_error(impl):
         loop.close()
 
 
-@pytest.mark.skipif(sys.version_info < (3, 12), reason="shutdown_default_executor(timeout=) is 3.12+")
+@pytest.mark.skipif(
+    sys.version_info < (3, 12), reason="shutdown_default_executor(timeout=) is 3.12+"
+)
 def test_shutdown_default_executor_timeout(impl):
     class DummyExecutor(impl[0]):
         def shutdown(self, wait=True, *, cancel_futures=False):

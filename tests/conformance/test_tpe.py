@@ -65,7 +65,9 @@ class Impl:
 
 
 IMPLS = {
-    "original": Impl("original", futures.ThreadPoolExecutor, "concurrent.futures.ThreadPoolExecutor"),
+    "original": Impl(
+        "original", futures.ThreadPoolExecutor, "concurrent.futures.ThreadPoolExecutor"
+    ),
     "chanpool": Impl("chanpool", chanpool.WorkerPool, "chanpool.WorkerPool"),
 }
 
@@ -382,7 +384,7 @@ def test_del_shutdown(impl):
         del executor
         gc.collect()
         assert core() is None
-    assert all(r == abs(v) for r, v in zip(res, range(-5, 5)))
+    assert all(r == abs(v) for r, v in zip(res, range(-5, 5), strict=True))
 
 
 def test_shutdown_no_wait(impl):
@@ -390,7 +392,7 @@ def test_shutdown_no_wait(impl):
     res = executor.map(abs, range(-5, 5))
     executor.shutdown(wait=False)
     impl.join_threads(executor)
-    assert all(r == abs(v) for r, v in zip(res, range(-5, 5)))
+    assert all(r == abs(v) for r, v in zip(res, range(-5, 5), strict=True))
 
 
 def test_thread_names_assigned(impl):
@@ -417,7 +419,9 @@ def test_thread_names_default(impl):
         assert started.acquire(timeout=30)  # every thread is running (and so named)
     names = impl.thread_names(executor)
     gate.set()
-    pattern = r"ThreadPoolExecutor-\d+_[0-4]$" if impl.name == "original" else r"WorkerPool-\d+_[0-4]$"
+    pattern = (
+        r"ThreadPoolExecutor-\d+_[0-4]$" if impl.name == "original" else r"WorkerPool-\d+_[0-4]$"
+    )
     assert len(names) == 5
     for n in names:
         assert __import__("re").match(pattern, n), n
@@ -642,7 +646,9 @@ def test_failing_initializer(impl, caplog):
             ex.submit(get_init_status)
     finally:
         ex.shutdown()
-    output = [r.getMessage() + "\n" + (r.exc_text or "") for r in caplog.records if r.name == logger]
+    output = [
+        r.getMessage() + "\n" + (r.exc_text or "") for r in caplog.records if r.name == logger
+    ]
     for r in caplog.records:
         if r.exc_info and not r.exc_text:
             output.append(logging.Formatter().formatException(r.exc_info))

@@ -162,9 +162,13 @@ def test_running(impl):
 
 def test_result_with_timeout(impl):
     pending, running, cancelled, notified, failed, ok = all_states(impl)
-    for f, exc in ((pending, futures.TimeoutError), (running, futures.TimeoutError),
-                   (cancelled, futures.CancelledError), (notified, futures.CancelledError),
-                   (failed, OSError)):
+    for f, exc in (
+        (pending, futures.TimeoutError),
+        (running, futures.TimeoutError),
+        (cancelled, futures.CancelledError),
+        (notified, futures.CancelledError),
+        (failed, OSError),
+    ):
         with pytest.raises(exc):
             f.result(timeout=0)
     assert ok.result(timeout=0) == 42
@@ -187,8 +191,12 @@ def test_result_with_cancel(impl):
 
 def test_exception_with_timeout(impl):
     pending, running, cancelled, notified, failed, ok = all_states(impl)
-    for f, exc in ((pending, futures.TimeoutError), (running, futures.TimeoutError),
-                   (cancelled, futures.CancelledError), (notified, futures.CancelledError)):
+    for f, exc in (
+        (pending, futures.TimeoutError),
+        (running, futures.TimeoutError),
+        (cancelled, futures.CancelledError),
+        (notified, futures.CancelledError),
+    ):
         with pytest.raises(exc):
             f.exception(timeout=0)
     assert isinstance(failed.exception(timeout=0), OSError)
