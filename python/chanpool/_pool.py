@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Literal, Optional, TypeVar
 
 from chanpool import _core
 from chanpool._context import Context, _run_in
@@ -73,9 +73,9 @@ class WorkerPool(_core.WorkerPool, cf.ThreadPoolExecutor):  # type: ignore[misc,
     def __enter__(self) -> WorkerPool:
         return self
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
         self.shutdown(wait=True)
-        return bool(False)
+        return False
 
     def submit_with(
         self, context: Context, fn: Callable[..., _T], /, *args: Any, **kwargs: Any
