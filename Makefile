@@ -6,7 +6,7 @@ VPY    := $(VENV)/bin/python
 # maturin builds into the venv found in VIRTUAL_ENV.
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: demo test build dev lint fmt rust-test loom py-test notebooks bench clean
+.PHONY: demo test build dev lint fmt rust-test loom py-test notebooks bench bench-instructions clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -58,7 +58,12 @@ notebooks: dev
 
 bench: build
 	$(VPY) -m pip install -q blinker pyee   # the pub/sub benchmark's synchronous anchors
-	for b in bench/*.py; do $(VPY) $$b || exit 1; done
+	for b in bench/[a-z]*.py; do [ $$b = bench/instructions.py ] || $(VPY) $$b || exit 1; done
+
+# Instructions per operation under callgrind: figures that do not move with machine load.
+bench-instructions: build
+	@command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)"; exit 2; }
+	$(VPY) bench/instructions.py
 
 fmt: $(VENV)/.dev
 	cargo fmt --all

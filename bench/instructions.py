@@ -1,0 +1,149 @@
+"""Instructions per operation on the key paths, chanpool next to its stdlib peer (callgrind).
+
+    python bench/instructions.py [--n 20000] [--only NAME ...]
+
+Wall-clock figures move with machine load; instruction counts do not. Each (path, contender)
+runs twice under ``valgrind --tool=callgrind``, once with n operations and once with 2n, and the
+difference divided by n is the cost of one operation: start-up, imports and pool creation
+cancel out. All threads are counted (a worker's instructions are part of the operation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+# Each snippet gets `n` and must do n operations; `setup` runs before, outside nothing (both runs
+# do the same setup, so it cancels out too).
+PATHS: dict[str, dict[str, tuple[str, str]]] = {
+    "map (4 workers)": {
+        "chanpool": (
+            "from chanpool import WorkerPool; p = WorkerPool(4); list(p.map(abs, range(64)))",
+            "list(p.map(abs, range(n)))",
+        ),
+        "mp.ThreadPool": (
+            "from multiprocessing.pool import ThreadPool; p = ThreadPool(4); p.map(abs, range(64))",
+            "p.map(abs, range(n))",
+        ),
+        "loop": ("", "list(map(abs, range(n)))"),
+    },
+    "submit+result (4 workers)": {
+        "chanpool": (
+            "from chanpool import WorkerPool; p = WorkerPool(4); p.submit(abs, 1).result()",
+            "fs = [p.submit(abs, i) for i in range(n)]\nfor f in fs: f.result()",
+        ),
+        "ThreadPoolExecutor": (
+            "from concurrent.futures import ThreadPoolExecutor as T; p = T(4); p.submit(abs, 1)",
+            "fs = [p.submit(abs, i) for i in range(n)]\nfor f in fs: f.result()",
+        ),
+    },
+    "round trip (16 workers)": {
+        "chanpool": (
+            "from chanpool import WorkerPool; p = WorkerPool(16); p.submit(abs, 1).result()",
+            "for i in range(n): p.submit(abs, i).result()",
+        ),
+        "ThreadPoolExecutor": (
+            "from concurrent.futures import ThreadPoolExecutor as T; p = T(16)",
+            "for i in range(n): p.submit(abs, i).result()",
+        ),
+        "SimpleQueue ping-pong": (
+            "import queue, threading\n"
+            "a, b = queue.SimpleQueue(), queue.SimpleQueue()\n"
+            "def serve():\n"
+            "    while (x := a.get()) is not None: b.put(x)\n"
+            "threading.Thread(target=serve, daemon=True).start()",
+            "for i in range(n):\n    a.put(i); b.get()",
+        ),
+    },
+    "publish, 1 subscriber": {
+        "chanpool": (
+            "import chanpool; bus = chanpool.PubSub(); seen = []\n"
+            "bus.subscribe('t.x', seen.append, capacity=1 << 20)",
+            "for i in range(n): bus.publish('t.x', i)\nbus.close(drain=True)",
+        ),
+        "SimpleQueue + Thread": (
+            "import queue, threading; q = queue.SimpleQueue(); seen = []\n"
+            "def run():\n"
+            "    while (m := q.get()) is not None: seen.append(m)\n"
+            "t = threading.Thread(target=run); t.start()",
+            "for i in range(n): q.put(('t.x', i))\nq.put(None); t.join()",
+        ),
+    },
+    "Channel send+recv, 1 thread": {
+        "chanpool Channel": (
+            "import chanpool; c = chanpool.Channel(None)",
+            "for i in range(n): c.send(i)\nfor i in range(n): c.recv()",
+        ),
+        "queue.SimpleQueue": (
+            "import queue; c = queue.SimpleQueue()",
+            "for i in range(n): c.put(i)\nfor i in range(n): c.get()",
+        ),
+        "queue.Queue": (
+            "import queue; c = queue.Queue()",
+            "for i in range(n): c.put(i)\nfor i in range(n): c.get()",
+        ),
+    },
+}
+
+
+def count(setup: str, body: str, n: int) -> int:
+    """Total instructions of one run of ``setup`` then ``body`` with ``n``, all threads."""
+    with tempfile.TemporaryDirectory() as d:
+        script = os.path.join(d, "s.py")
+        with open(script, "w", encoding="utf-8") as fh:
+            fh.write(f"n = {n}\n{setup}\n{body}\nimport os; os._exit(0)\n")
+        out = os.path.join(d, "cg.out")
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                "--separate-threads=no",
+                sys.executable,
+                script,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        with open(out, encoding="utf-8") as fh:
+            text = fh.read()
+    m = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(r"^totals:\s+(\d+)", text, re.M)
+    if not m:
+        raise RuntimeError("callgrind wrote no summary")
+    return int(m.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20_000, help="operations in the short run")
+    parser.add_argument("--only", nargs="*", help="paths whose name contains one of these")
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed: apt-get install valgrind", file=sys.stderr)
+        return 2
+    print(f"instructions per operation (callgrind, (I(2n) - I(n)) / n, n = {args.n:,})")
+    print()
+    width = max(len(c) for p in PATHS.values() for c in p)
+    for path, contenders in PATHS.items():
+        if args.only and not any(o in path for o in args.only):
+            continue
+        print(path)
+        per_op = {}
+        for who, (setup, body) in contenders.items():
+            one = count(setup, body, args.n)
+            two = count(setup, body, 2 * args.n)
+            per_op[who] = (two - one) / args.n
+        first = next(iter(per_op.values()))
+        for who, ins in per_op.items():
+            print(f"  {who:<{width}}  {ins:>9,.0f}  ({ins / first:.2f}x chanpool)")
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
