@@ -467,3 +467,29 @@ def _racing_round(round_):
                 ends["cancelled"],
             ), (s, ends)
             assert (s["queued"], s["running"], s["workers"]) == (0, 0, 0), s
+
+
+def test_thread_spawn_failure_is_a_runtime_error_and_loses_nothing():
+    """A worker that cannot be started (here: a stack no mmap can give) used to leave the task
+    queued with no thread to run it; now submit and map raise, and nothing is accepted."""
+    proc = run_py(
+        """
+import threading, chanpool
+threading.stack_size(1 << 46)
+p = chanpool.WorkerPool(2)
+for call in (lambda: p.submit(pow, 2, 2), lambda: p.map(abs, [1, 2])):
+    try:
+        call()
+    except RuntimeError as e:
+        assert "can't start new thread" in str(e), e
+    else:
+        raise AssertionError("accepted without a thread")
+s = p.stats()
+assert (s["submitted"], s["queued"], s["workers"]) == (0, 0, 0), s
+threading.stack_size(0)
+q = chanpool.WorkerPool(2)
+assert q.submit(pow, 2, 2).result(timeout=30) == 4
+print("ok")
+"""
+    )
+    assert_clean_exit(proc, "ok")
