@@ -42,8 +42,10 @@ mod _core {
         crate::py::future::init(py)?;
         // Pools stop where ThreadPoolExecutor's do, in threading's exit hooks (queued work
         // runs, later atexit hooks can no longer submit); everything else at atexit.
-        py.import("threading")?
-            .call_method1("_register_atexit", (m.getattr("_threading_exit")?,))?;
+        // (Refused when imported during threading's own shutdown: the atexit hook still runs.)
+        let _ = py
+            .import("threading")?
+            .call_method1("_register_atexit", (m.getattr("_threading_exit")?,));
         // Native workers must be gone before the interpreter finalizes.
         py.import("atexit")?
             .call_method1("register", (m.getattr("_shutdown_all")?,))?;

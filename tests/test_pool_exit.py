@@ -252,3 +252,29 @@ print("exiting", flush=True)
     assert "chanpool WARNING exit interrupted: 5 queued task(s) cancelled" in proc.stderr, (
         proc.stderr
     )
+
+
+def test_exit_with_run_with_timeout_in_flight():
+    """run_with_timeout calls still running (their daemon threads inside chanpool waits: a
+    Channel and a pool future) while the interpreter exits, with pool work queued."""
+    procs = run_many(
+        """
+import threading, time, chanpool
+p = chanpool.WorkerPool(1)
+ch = chanpool.Channel()
+def waits_on_pool():
+    return p.submit(time.sleep, 0.05).result()
+def caller(fn):
+    try:
+        chanpool.run_with_timeout(fn, 0.01)
+    except TimeoutError:
+        pass
+for fn in (ch.recv, waits_on_pool, ch.recv):
+    caller(fn)
+threading.Thread(target=caller, args=(ch.recv,), daemon=True).start()
+fs = [p.submit(time.sleep, 0.001) for _ in range(20)]
+print("exiting")
+"""
+    )
+    for proc in procs:
+        assert_clean_exit(proc, "exiting")
