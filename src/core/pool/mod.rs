@@ -121,6 +121,8 @@ pub struct Pool<J: Send + 'static> {
     monitor: Monitor,
     /// Stack size for new worker threads; 0 keeps Rust's default (see [`Pool::set_stack_size`]).
     stack_size: AtomicUsize,
+    /// A submit that starts a thread hands it the job (see [`Pool::set_handoff`]).
+    handoff: AtomicBool,
 }
 
 /// A worker's view of its pool.
@@ -240,6 +242,7 @@ impl<J: Send + 'static> Pool<J> {
             counters: Counters::default(),
             eager: AtomicUsize::new(max_workers),
             stack_size: AtomicUsize::new(0),
+            handoff: AtomicBool::new(false),
             taken: AtomicU64::new(0),
             monitor: Monitor::default(),
         })
@@ -294,6 +297,28 @@ impl<J: Send + 'static> Pool<J> {
         let Some(tx) = self.tx.enter() else {
             return Err(Offer::Closed(job));
         };
+        if !self.handoff.load(Ordering::Relaxed) {
+            // Queue first; a thread started for it takes whatever is first in line (FIFO
+            // start order, which the pub/sub dispatch relies on).
+            return match tx.try_send(job) {
+                Ok(()) => {
+                    self.counters.submitted.fetch_add(weight, Ordering::Relaxed);
+                    let mut arm = false;
+                    if !self.take_idle_token() {
+                        let eager = self.eager.load(Ordering::Acquire);
+                        arm = !matches!(self.spawn_locked(eager, None), Spawn::Started)
+                            && eager < self.max_workers;
+                    }
+                    drop(tx);
+                    if arm {
+                        self.arm_monitor();
+                    }
+                    Ok(())
+                }
+                Err(TrySendError::Full(j)) => Err(Offer::Full(j)),
+                Err(TrySendError::Disconnected(j)) => Err(Offer::Closed(j)),
+            };
+        }
         let token = self.take_idle_token();
         let mut arm = false;
         let job = if token {
@@ -491,6 +516,13 @@ impl<J: Send + 'static> Pool<J> {
                 Spawn::Failed(slot.lock().take(), e)
             }
         }
+    }
+
+    /// A submit that starts a thread gives it the job as its first, so it starts on it at
+    /// once and a drain (cancel_futures) cannot take it: ThreadPoolExecutor's behaviour.
+    /// Off by default: then jobs start in queue order.
+    pub fn set_handoff(&self, on: bool) {
+        self.handoff.store(on, Ordering::Relaxed);
     }
 
     /// Workers that run Python need the stack a Python thread would get, not Rust's 2 MiB.

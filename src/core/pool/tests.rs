@@ -255,3 +255,33 @@ fn idle_worker_is_reused_instead_of_spawning() {
     p.close();
     p.join(None);
 }
+
+#[test]
+fn handoff_gives_each_started_thread_its_job_so_a_drain_cannot_take_it() {
+    for _ in 0..20 {
+        let p = pool(3, 0);
+        p.set_handoff(true);
+        let gate = Arc::new(Barrier::new(4));
+        let ran = Arc::new(AtomicU64::new(0));
+        for _ in 0..10 {
+            let (g, r) = (Arc::clone(&gate), Arc::clone(&ran));
+            p.try_submit(
+                Box::new(move || {
+                    r.fetch_add(1, Ordering::Relaxed);
+                    g.wait();
+                }),
+                1,
+            )
+            .unwrap();
+        }
+        // Three threads were started, each with one of the first three jobs: only the other
+        // seven are in the queue, whatever the threads have done so far.
+        let drained = p.drain();
+        assert_eq!(drained.len(), 7);
+        drop(drained);
+        gate.wait();
+        p.close();
+        assert!(p.join(Some(Duration::from_secs(10))));
+        assert_eq!(ran.load(Ordering::Relaxed), 3);
+    }
+}

@@ -190,6 +190,7 @@ impl WorkerPool {
             move |w: Worker<Task>| worker_main(Arc::clone(&body_ext), w),
         );
         core.set_stack_size(runtime::thread_stack_size(py));
+        core.set_handoff(true);
         let _ = ext.core.set(Arc::downgrade(&core));
         let stoppable: Arc<dyn Stoppable> = ext.clone();
         runtime::register(&stoppable);
