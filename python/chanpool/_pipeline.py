@@ -49,6 +49,11 @@ def _cancel_live_runs() -> None:
         ctx.cancel()
 
 
+# Pools stop (and wait for running work) in threading's exit hooks, before atexit: cancel there
+# too. Registered after chanpool._core's hook, so it runs before it.
+threading._register_atexit(_cancel_live_runs)  # type: ignore[attr-defined]
+
+
 class _Source:
     """The input of a stage: a Channel, or any iterable read under a lock."""
 

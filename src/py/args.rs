@@ -14,6 +14,7 @@ pub struct Count(i128);
 
 impl Count {
     pub const ONE: Count = Count(1);
+    pub const ZERO: Count = Count(0);
 
     pub fn below(self, min: u64) -> bool {
         self.0 < i128::from(min)
