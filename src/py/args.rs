@@ -15,6 +15,11 @@ pub struct Count(i128);
 impl Count {
     pub const ONE: Count = Count(1);
 
+    /// A default value for a signature.
+    pub const fn of(v: i64) -> Count {
+        Count(v as i128)
+    }
+
     pub fn below(self, min: u64) -> bool {
         self.0 < i128::from(min)
     }

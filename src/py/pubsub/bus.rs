@@ -9,6 +9,7 @@ use crate::core::mailbox::Overflow;
 use crate::core::pool::Pool;
 use crate::core::sync::RwLock;
 use crate::core::topic;
+use crate::py::args::{Count, Truthy};
 use crate::py::runtime;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
@@ -36,28 +37,32 @@ impl PubSub {
 impl PubSub {
     #[new]
     #[pyo3(signature = (*, max_workers=None))]
-    fn new(py: Python<'_>, max_workers: Option<isize>) -> PyResult<Self> {
-        let max_workers = match max_workers {
-            None => 32,
-            Some(n) if n <= 0 => {
-                return Err(PyValueError::new_err("max_workers must be greater than 0"))
-            }
-            Some(n) => n as usize,
+    fn new(py: Python<'_>, max_workers: Option<Count>) -> PyResult<Self> {
+        // No cap by default: handlers that block (on each other, on I/O) get more threads.
+        let cap = match max_workers {
+            None => None,
+            Some(n) => Some(usize::try_from(n.at_least(1, "max_workers")?).unwrap_or(usize::MAX)),
         };
+        let max_workers = cap.unwrap_or(usize::MAX);
         let dispatch = Pool::new(max_workers, 0, "chanpool-pubsub".into(), dispatch_main);
         dispatch.set_lazy(EAGER, starve_after(py));
         dispatch.set_stack_size(runtime::thread_stack_size(py));
         let inner = Arc::new(BusInner {
             broker: Broker::new(),
             dispatch,
+            max_workers: cap,
+            capped_logged: AtomicBool::new(false),
             seq: AtomicU64::new(0),
             published: AtomicU64::new(0),
+            unrouted: AtomicU64::new(0),
             discarded: AtomicU64::new(0),
+            pushes: AtomicU64::new(0),
             totals: Arc::default(),
             closed: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         });
         exit::track(&inner);
-        log::debug!(target: "chanpool", "PubSub started: max_workers={max_workers}");
+        log::debug!(target: "chanpool", "PubSub started: max_workers={cap:?}");
         Ok(PubSub {
             inner,
             gen: runtime::generation(),
@@ -66,15 +71,18 @@ impl PubSub {
 
     /// Subscribes `handler(message)` to a NATS-style pattern; without a handler, a pull
     /// subscription to iterate or `get()` from.
-    #[pyo3(signature = (pattern, handler=None, *, capacity=1024, overflow="block", workers=1, group=None, on_error=None, rate_limit=None))]
+    #[pyo3(
+        signature = (pattern, handler=None, *, capacity=Count::of(1024), overflow="block", workers=Count::ONE, group=None, on_error=None, rate_limit=None),
+        text_signature = "($self, pattern, handler=None, *, capacity=1024, overflow='block', workers=1, group=None, on_error=None, rate_limit=None)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn subscribe(
         slf: &Bound<'_, Self>,
         pattern: &str,
         handler: Option<Bound<'_, PyAny>>,
-        capacity: isize,
+        capacity: Count,
         overflow: &str,
-        workers: isize,
+        workers: Count,
         group: Option<String>,
         on_error: Option<Bound<'_, PyAny>>,
         rate_limit: Option<Bound<'_, PyAny>>,
@@ -86,12 +94,10 @@ impl PubSub {
             return Err(closed_error());
         }
         topic::validate_pattern(pattern).map_err(|e| PyValueError::new_err(e.0))?;
-        if capacity < 1 {
-            return Err(PyValueError::new_err("capacity must be >= 1"));
-        }
-        if workers < 1 {
-            return Err(PyValueError::new_err("workers must be >= 1"));
-        }
+        let capacity = usize::try_from(capacity.at_least(1, "capacity")?)
+            .map_err(|_| PyValueError::new_err("capacity is too large"))?;
+        let workers = usize::try_from(workers.at_least(1, "workers")?)
+            .map_err(|_| PyValueError::new_err("workers is too large"))?;
         let overflow: Overflow = overflow.parse().map_err(PyValueError::new_err)?;
         if let Some(g) = &group {
             if g.is_empty() {
@@ -120,9 +126,9 @@ impl PubSub {
         }
         let pull = handler.is_none();
         let opts = SubOptions {
-            capacity: capacity as usize,
+            capacity,
             overflow,
-            workers: if pull { 0 } else { workers as usize },
+            workers: if pull { 0 } else { workers },
             group,
         };
         let extra = Extra {
@@ -159,8 +165,9 @@ impl PubSub {
     /// Stops the bus. With drain, waits (up to timeout seconds) until every handler has seen
     /// what was queued; without, queued messages are discarded. Returns False if the timeout
     /// cut the drain short.
-    #[pyo3(signature = (drain=true, timeout=None))]
-    fn close(&self, py: Python<'_>, drain: bool, timeout: Option<f64>) -> PyResult<bool> {
+    #[pyo3(signature = (drain=Truthy(true), timeout=None), text_signature = "($self, drain=True, timeout=None)")]
+    fn close(&self, py: Python<'_>, drain: Truthy, timeout: Option<f64>) -> PyResult<bool> {
+        let drain = drain.0;
         if self.gen != runtime::generation() {
             return Ok(false);
         }
@@ -190,6 +197,7 @@ impl PubSub {
         let t = &self.inner.totals;
         let d = PyDict::new(py);
         d.set_item("published", self.inner.published.load(Ordering::Relaxed))?;
+        d.set_item("unrouted", self.inner.unrouted.load(Ordering::Relaxed))?;
         d.set_item("subscriptions", subs.len())?;
         d.set_item("delivered", t.delivered.load(Ordering::Relaxed))?;
         d.set_item("dropped", t.dropped.load(Ordering::Relaxed))?;
@@ -211,7 +219,7 @@ impl PubSub {
         _e: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        self.close(py, true, None)?;
+        self.close(py, Truthy(true), None)?;
         Ok(false)
     }
 
@@ -240,6 +248,8 @@ impl PubSub {
                     visit.call(x)?;
                 }
             }
+            // Queued messages can refer back to the bus (or to a subscription of it).
+            s.mailbox.try_visit(|m| visit.call(m))?;
         }
         Ok(())
     }
@@ -255,6 +265,12 @@ impl PubSub {
                 .try_write()
                 .map(|mut h| std::mem::take(&mut *h));
             drop(taken);
+            if let Some(left) = s.mailbox.try_clear() {
+                let n = left.len() as u64;
+                self.inner.discarded.fetch_add(n, Ordering::Relaxed);
+                s.mailbox.dropped.fetch_add(n, Ordering::Relaxed);
+                drop(left);
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! subscriptions, and shutting the bus down.
 
 use super::message::Message;
-use super::{closed_error, now, Dispatch, Sub, IN_DISPATCH};
+use super::{closed_error, detach_unless_exiting, now, Dispatch, Sub, IN_DISPATCH};
 use crate::core::broker::Broker;
 use crate::core::mailbox::{Overflow, Push};
 use crate::core::sync::RwLock;
@@ -65,53 +65,109 @@ impl Sub {
 pub struct BusInner {
     pub(super) broker: Broker<Py<Message>, Extra>,
     pub(super) dispatch: Arc<Dispatch>,
+    /// The cap the caller chose (None: the pool grows as handlers block).
+    pub(super) max_workers: Option<usize>,
+    /// Set once reaching max_workers has been logged.
+    pub(super) capped_logged: AtomicBool,
     pub(super) seq: AtomicU64,
     pub(super) published: AtomicU64,
+    /// Publishes that reached no subscription at all.
+    pub(super) unrouted: AtomicU64,
     pub(super) discarded: AtomicU64,
+    /// Messages queued so far: a drain is over when a whole pass saw it unchanged.
+    pub(super) pushes: AtomicU64,
     pub(super) totals: Arc<Totals>,
+    /// No more publishes from outside (close() has begun).
     pub(super) closed: AtomicBool,
+    /// close(drain=True) is delivering what is queued: handlers may still publish.
+    pub(super) draining: AtomicBool,
 }
+
+/// What one delivery attempt did with a message.
+enum Offer {
+    /// Queued (under drop_oldest perhaps in place of an older message).
+    Queued,
+    /// Dropped and counted: drop_newest, or the bus closed under the publish.
+    Dropped,
+    /// overflow="error" and full (counted as dropped).
+    Full,
+    /// The subscription has ended.
+    Gone,
+}
+
+/// What one publish did, subscription by subscription.
+#[derive(Default)]
+struct Tally {
+    queued: usize,
+    /// Subscriptions that have the message or counted it as dropped.
+    reached: usize,
+    /// Names of the overflow="error" subscriptions that were full.
+    full: Vec<String>,
+}
+
+impl Tally {
+    /// Records one offer; false if the subscription had ended (try another group member).
+    fn add(&mut self, o: Offer, sub: &Sub) -> bool {
+        match o {
+            Offer::Queued => self.queued += 1,
+            Offer::Dropped => {}
+            Offer::Full => self.full.push(sub.name()),
+            Offer::Gone => return false,
+        }
+        self.reached += 1;
+        true
+    }
+}
+
+/// How many times a group whose members all left is looked up again before the message
+/// counts as reaching nobody in it (each retry needs a member to leave meanwhile).
+const GROUP_RETRIES: usize = 8;
 
 impl BusInner {
     pub(super) fn schedule(&self, sub: &Arc<Sub>) {
         // The dispatch queue is unbounded: this never waits. A refusal means the bus is closing.
         let _ = self.dispatch.try_submit(Arc::clone(sub), 0);
+        if let Some(max) = self.max_workers {
+            let s = self.dispatch.snapshot();
+            if s.workers >= max && s.idle == 0 && !self.capped_logged.swap(true, Ordering::AcqRel) {
+                log::warn!(
+                    target: "chanpool",
+                    "PubSub reached max_workers={max}: every dispatch thread is busy, so \
+                     handlers wait for one (handlers that wait on each other can deadlock); \
+                     raise max_workers or leave it unset to let the pool grow"
+                );
+            }
+        }
     }
 
-    /// Queues `msg` for `sub`; true if it was queued.
-    pub(super) fn deliver(
-        &self,
-        py: Python<'_>,
-        sub: &Arc<Sub>,
-        msg: Py<Message>,
-    ) -> PyResult<bool> {
+    /// Whether a publish is accepted: always while open; while draining, from handlers only.
+    pub(super) fn accepting(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
+            || (self.draining.load(Ordering::Acquire) && IN_DISPATCH.with(Cell::get))
+    }
+
+    /// Offers `msg` to `sub` under its overflow policy.
+    fn offer(&self, py: Python<'_>, sub: &Arc<Sub>, msg: Py<Message>) -> PyResult<Offer> {
         let mb = &sub.mailbox;
-        let in_handler = IN_DISPATCH.with(Cell::get);
         let mut r = mb.push(msg);
         if let Push::Full(m) = r {
             r = match mb.overflow() {
                 Overflow::Error => {
                     sub.count_dropped(1);
-                    return Err(errors::queue_full(
-                        py,
-                        &format!(
-                            "subscription {} is full ({} messages queued, overflow='error')",
-                            sub.name(),
-                            mb.capacity()
-                        ),
-                    ));
+                    return Ok(Offer::Full);
                 }
                 // Waiting here could mean waiting for ourselves (or for the thread we hold).
-                _ if in_handler => mb.push_force(m),
+                _ if IN_DISPATCH.with(Cell::get) => mb.push_force(m),
                 _ => {
                     let mut m = m;
                     loop {
-                        match py.detach(|| mb.push_timeout(m, SLICE)) {
+                        match detach_unless_exiting(py, || mb.push_timeout(m, SLICE)) {
                             Push::Full(back) => {
                                 m = back;
-                                py.check_signals()?;
-                                if self.closed.load(Ordering::Acquire) {
-                                    return Err(closed_error());
+                                if let Err(e) = py.check_signals() {
+                                    // Offered and not taken: counted, then the interrupt.
+                                    sub.count_dropped(1);
+                                    return Err(e);
                                 }
                             }
                             other => break other,
@@ -122,25 +178,37 @@ impl BusInner {
         }
         Ok(match r {
             Push::Queued { schedule } => {
+                self.pushes.fetch_add(1, Ordering::AcqRel);
                 if schedule {
                     self.schedule(sub);
                 }
-                true
+                Offer::Queued
             }
             Push::Replaced { schedule, dropped } => {
+                self.pushes.fetch_add(1, Ordering::AcqRel);
                 sub.count_bus_dropped(1);
                 if schedule {
                     self.schedule(sub);
                 }
                 drop(dropped);
-                true
+                Offer::Queued
             }
             Push::Dropped(m) => {
                 sub.count_bus_dropped(1);
                 drop(m);
-                false
+                Offer::Dropped
             }
-            Push::Closed(_) | Push::Full(_) => false,
+            Push::Closed(m) => {
+                drop(m);
+                if self.closed.load(Ordering::Acquire) {
+                    // Accepted, then the bus closed under it: counted on the subscription.
+                    sub.count_dropped(1);
+                    Offer::Dropped
+                } else {
+                    Offer::Gone // unsubscribed meanwhile: as if published just after
+                }
+            }
+            Push::Full(_) => unreachable!("a Block push only returns Full on timeout"),
         })
     }
 
@@ -150,7 +218,7 @@ impl BusInner {
         topic: &Bound<'_, PyString>,
         data: Py<PyAny>,
     ) -> PyResult<usize> {
-        if self.closed.load(Ordering::Acquire) {
+        if !self.accepting() {
             return Err(closed_error());
         }
         let t = topic.to_cow()?;
@@ -160,6 +228,7 @@ impl BusInner {
         self.published.fetch_add(1, Ordering::Relaxed);
         let route = self.broker.route(t);
         if route.is_empty() {
+            self.unrouted.fetch_add(1, Ordering::Relaxed);
             return Ok(0);
         }
         let msg = Py::new(
@@ -171,13 +240,54 @@ impl BusInner {
                 timestamp: now(),
             },
         )?;
-        let mut n = 0;
-        for sub in route.targets() {
-            if self.deliver(py, &sub, msg.clone_ref(py))? {
-                n += 1;
+        let mut tally = Tally::default();
+        for sub in &route.subs {
+            let o = self.offer(py, sub, msg.clone_ref(py))?;
+            tally.add(o, sub);
+        }
+        for group in &route.groups {
+            let mut done = false;
+            for sub in group.candidates() {
+                if sub.is_active() && tally.add(self.offer(py, sub, msg.clone_ref(py))?, sub) {
+                    done = true;
+                    break;
+                }
+            }
+            // Every member this route knew has left: look again, one may have joined.
+            let mut tries = 0;
+            while !done && tries < GROUP_RETRIES {
+                tries += 1;
+                let now = self.broker.route_now(t);
+                let Some(g) = now.groups.iter().find(|g| g.name == group.name) else {
+                    break;
+                };
+                for sub in g.candidates() {
+                    if tally.add(self.offer(py, sub, msg.clone_ref(py))?, sub) {
+                        done = true;
+                        break;
+                    }
+                }
             }
         }
-        Ok(n)
+        if tally.reached == 0 {
+            self.unrouted.fetch_add(1, Ordering::Relaxed);
+        }
+        if !tally.full.is_empty() {
+            let others = tally.reached - tally.full.len();
+            let what = match tally.full.len() {
+                1 => "subscription",
+                _ => "subscriptions",
+            };
+            return Err(errors::queue_full(
+                py,
+                &format!(
+                    "{what} {} full (overflow='error'): the message was not queued there; it \
+                     reached {others} other subscription(s)",
+                    tally.full.join(", "),
+                ),
+            ));
+        }
+        Ok(tally.queued)
     }
 
     /// Ends a subscription: no more routing, queued messages discarded (and counted). A run
@@ -198,24 +308,16 @@ impl BusInner {
     ) -> PyResult<bool> {
         let first = !self.closed.swap(true, Ordering::AcqRel);
         let mut complete = true;
-        let subs = self.broker.subscriptions();
         if drain && first {
-            for sub in subs.iter().filter(|s| s.is_active()) {
-                if sub.extra.handlers.read().handler.is_none() {
-                    continue; // pull subscriptions keep what is queued for their reader
-                }
-                loop {
-                    let Some(slice) = runtime::next_slice(deadline) else {
-                        complete = false;
-                        break;
-                    };
-                    if py.detach(|| sub.mailbox.wait_idle(slice)) {
-                        break;
-                    }
-                    py.check_signals()?;
-                }
-            }
+            // Handlers may publish while we drain (dead letters too): a pass that waited for
+            // every push subscription to be idle and saw no new message queued meanwhile
+            // leaves nothing behind, since only a push can make a subscription busy again.
+            self.draining.store(true, Ordering::Release);
+            let r = self.drain(py, deadline);
+            self.draining.store(false, Ordering::Release);
+            complete = r?;
         }
+        let subs = self.broker.subscriptions();
         // Close every mailbox before anything can run Python (dropping messages can): no
         // handler call starts after this point.
         for sub in &subs {
@@ -228,6 +330,9 @@ impl BusInner {
             if !(drain && pull) {
                 let l = sub.mailbox.clear();
                 self.discarded.fetch_add(l.len() as u64, Ordering::Relaxed);
+                sub.mailbox
+                    .dropped
+                    .fetch_add(l.len() as u64, Ordering::Relaxed);
                 left.push(l);
             }
         }
@@ -244,5 +349,29 @@ impl BusInner {
             py.check_signals()?;
         }
         Ok(complete)
+    }
+
+    /// Waits until no push subscription has work left; false if the deadline came first.
+    fn drain(&self, py: Python<'_>, deadline: Option<std::time::Instant>) -> PyResult<bool> {
+        loop {
+            let before = self.pushes.load(Ordering::Acquire);
+            for sub in self.broker.subscriptions() {
+                if sub.extra.handlers.read().handler.is_none() {
+                    continue; // pull subscriptions keep what is queued for their reader
+                }
+                loop {
+                    let Some(slice) = runtime::next_slice(deadline) else {
+                        return Ok(false);
+                    };
+                    if py.detach(|| sub.mailbox.wait_idle(slice)) {
+                        break;
+                    }
+                    py.check_signals()?;
+                }
+            }
+            if self.pushes.load(Ordering::Acquire) == before {
+                return Ok(true);
+            }
+        }
     }
 }

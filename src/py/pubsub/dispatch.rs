@@ -9,7 +9,6 @@ use crate::py::errors;
 use crate::py::runtime;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +33,16 @@ pub(super) fn dispatch_main(w: Worker<Arc<Sub>>) {
     Python::attach(|py| loop {
         let sub = match w.try_next() {
             Next::Job(s) => s,
-            Next::Empty => match py.detach(|| w.wait_next()) {
+            Next::Empty => match py.detach(|| {
+                let next = w.wait_next();
+                if exit::gave_up() {
+                    // Exit stopped waiting for us: attaching now could meet finalization.
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                next
+            }) {
                 Some(s) => s,
                 None => break,
             },
@@ -130,7 +138,8 @@ pub(super) fn handler_failed(
         return;
     };
     let dead = format!("_errors.{topic}");
-    if bus.closed.load(Ordering::Acquire) || bus.broker.route(&dead).is_empty() {
+    // While close(drain=True) delivers what is queued, dead letters are still published.
+    if !bus.accepting() || bus.broker.route(&dead).is_empty() {
         return;
     }
     let letter = PyDict::new(py);

@@ -2,15 +2,30 @@
 //! crash the process). One process-wide stopper, rather than one per bus, so that nothing
 //! depends on the order of atexit work or on a bus still being reachable: a bus dropped
 //! without close() leaves its dispatch threads delivering until its queues are empty.
+//!
+//! At exit, queued messages are discarded (counted and logged), and handler calls in progress
+//! get EXIT_GRACE to finish: a handler blocked for good (an Event nobody sets) must not hang
+//! the exit, and Ctrl-C ends the wait at once. Threads still in a handler then are abandoned
+//! (logged); the process ends around them.
 
 use super::delivery::BusInner;
 use super::Dispatch;
 use crate::core::sync::Mutex;
 use crate::py::runtime::{self, Stoppable};
 use pyo3::prelude::*;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long exit waits for handler calls in progress.
+pub(super) const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// Set when exit stopped waiting for dispatch threads: those must then never attach again.
+static GAVE_UP: AtomicBool = AtomicBool::new(false);
+
+pub(super) fn gave_up() -> bool {
+    GAVE_UP.load(SeqCst)
+}
 
 /// Dispatch threads that may still touch Python: process generation in the high half (a
 /// forked child inherits the count but none of the threads), count in the low half.
@@ -18,7 +33,38 @@ static LIVE: AtomicU64 = AtomicU64::new(0);
 /// A bus and its pool (which outlives a bus dropped without close), with the generation
 /// that made them.
 type Tracked = (u64, Weak<BusInner>, Weak<Dispatch>);
-static TRACKED: Mutex<Vec<Tracked>> = Mutex::new(Vec::new());
+/// The tracked list of one process generation. A fork child starts a new one instead of
+/// locking the parent's, which a thread that does not exist in the child may hold.
+struct TrackedList {
+    gen: u64,
+    list: Mutex<Vec<Tracked>>,
+}
+static TRACKED: AtomicPtr<TrackedList> = AtomicPtr::new(std::ptr::null_mut());
+
+fn tracked() -> &'static Mutex<Vec<Tracked>> {
+    let gen = runtime::generation();
+    loop {
+        let cur = TRACKED.load(SeqCst);
+        // SAFETY: published lists are leaked, never freed, so the pointer stays valid.
+        if let Some(l) = unsafe { cur.as_ref() } {
+            if l.gen == gen {
+                return &l.list;
+            }
+        }
+        let fresh = Box::into_raw(Box::new(TrackedList {
+            gen,
+            list: Mutex::new(Vec::new()),
+        }));
+        if TRACKED
+            .compare_exchange(cur, fresh, SeqCst, SeqCst)
+            .is_err()
+        {
+            // SAFETY: never published, so nobody else can see it.
+            drop(unsafe { Box::from_raw(fresh) });
+        }
+        // The previous generation's list is leaked on purpose: its lock may be held.
+    }
+}
 static STOPPER: OnceLock<Arc<dyn Stoppable>> = OnceLock::new();
 /// Generation (plus one) the stopper was last registered in.
 static REGISTERED: AtomicU64 = AtomicU64::new(0);
@@ -71,7 +117,7 @@ impl Drop for Live {
 pub fn track(bus: &Arc<BusInner>) {
     let gen = runtime::generation();
     {
-        let mut t = TRACKED.lock();
+        let mut t = tracked().lock();
         t.retain(|(g, b, p)| *g == gen && (b.strong_count() > 0 || p.strong_count() > 0));
         t.push((gen, Arc::downgrade(bus), Arc::downgrade(&bus.dispatch)));
     }
@@ -85,16 +131,32 @@ struct Stopper;
 impl Stoppable for Stopper {
     fn stop_for_exit(&self, py: Python<'_>) {
         let gen = runtime::generation();
-        let tracked: Vec<_> = TRACKED
+        let tracked: Vec<_> = tracked()
             .lock()
             .iter()
             .filter(|(g, _, _)| *g == gen)
             .map(|(_, b, p)| (b.upgrade(), p.upgrade()))
             .collect();
+        let deadline = Instant::now() + EXIT_GRACE;
+        let mut interrupted = false;
         for (bus, pool) in &tracked {
             if let Some(bus) = bus {
-                // Releases blocked publishers and readers, then joins the handlers.
-                let _ = bus.shutdown(py, false, None);
+                // Releases blocked publishers and readers, then waits for the handlers.
+                let before = bus.discarded.load(SeqCst);
+                let r = if interrupted {
+                    bus.shutdown(py, false, Some(Instant::now()))
+                } else {
+                    bus.shutdown(py, false, Some(deadline))
+                };
+                interrupted |= r.is_err();
+                let n = bus.discarded.load(SeqCst) - before;
+                if n > 0 {
+                    log::warn!(
+                        target: "chanpool",
+                        "PubSub: {n} queued message(s) discarded at interpreter exit \
+                         (counted in stats()['discarded']); close(drain=True) delivers them"
+                    );
+                }
             } else if let Some(pool) = pool {
                 // A bus dropped without close(): its runs stop at the next message.
                 pool.close();
@@ -103,7 +165,23 @@ impl Stoppable for Stopper {
         }
         drop(tracked);
         while live(gen) > 0 {
+            if interrupted || Instant::now() >= deadline {
+                GAVE_UP.store(true, SeqCst);
+                log::warn!(
+                    target: "chanpool",
+                    "PubSub: {} dispatch thread(s) still in a handler at interpreter exit {}; \
+                     abandoned",
+                    live(gen),
+                    if interrupted {
+                        "(interrupted)"
+                    } else {
+                        "after waiting 5 s"
+                    }
+                );
+                return;
+            }
             py.detach(|| std::thread::sleep(Duration::from_millis(1)));
+            interrupted |= py.check_signals().is_err();
         }
     }
 }
