@@ -215,7 +215,7 @@ def test_group_members_share_messages_round_robin_with_plain_subscribers(make_bu
     assert [len(r) for r in g] == [75, 75, 75], "round robin over the 4 members"
     assert len(g_other_pattern) == 75
     assert [len(r) for r in h] == [150, 150]
-    assert sorted(x for r in g + [g_other_pattern] for x in r.data) == list(range(n))
+    assert sorted(x for r in [*g, g_other_pattern] for x in r.data) == list(range(n))
     assert sorted(x for r in h for x in r.data) == list(range(n))
     assert plain.data == list(range(n))
     pulled = [[m.data for m in p] for p in pulls]
