@@ -98,6 +98,9 @@ pub struct Pool<J: Send + 'static> {
     monitor: Monitor,
     /// Stack size for new worker threads; 0 keeps Rust's default (see [`Pool::set_stack_size`]).
     stack_size: AtomicUsize,
+    /// Called (on the monitor thread) when queued work starves and max_workers forbids another
+    /// worker; see [`Pool::set_on_limit`].
+    on_limit: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// State of the starvation monitor (lazy mode only).
@@ -203,6 +206,7 @@ impl<J: Send + 'static> Pool<J> {
             stack_size: AtomicUsize::new(0),
             taken: AtomicU64::new(0),
             monitor: Monitor::default(),
+            on_limit: std::sync::OnceLock::new(),
         })
     }
 
@@ -308,7 +312,8 @@ impl<J: Send + 'static> Pool<J> {
         // Like ThreadPoolExecutor: start a thread only when no worker is waiting for work.
         if !self.take_idle_token() {
             let eager = self.eager.load(Ordering::Acquire);
-            if !matches!(self.spawn_below(eager), Ok(true)) && eager < self.max_workers {
+            let watch = eager < self.max_workers || self.on_limit.get().is_some();
+            if !matches!(self.spawn_below(eager), Ok(true)) && watch {
                 self.arm_monitor();
             }
         }
@@ -378,8 +383,15 @@ impl<J: Send + 'static> Pool<J> {
                 let stuck = waiting
                     && self.taken.load(Ordering::Relaxed) == seen
                     && self.idle_tokens.load(Ordering::Acquire) == 0;
-                if stuck {
-                    let _ = self.spawn_below(self.max_workers);
+                if stuck && !matches!(self.spawn_below(self.max_workers), Ok(true)) {
+                    let at_limit = self.spawned.load(Ordering::Acquire) >= self.max_workers;
+                    if let (true, Some(f)) = (at_limit && !self.is_closed(), self.on_limit.get()) {
+                        // Not under the monitor's lock: `f` may wait (for the GIL) on a thread
+                        // that is itself waiting for that lock in arm_monitor.
+                        drop(running);
+                        f();
+                        running = m.running.lock();
+                    }
                 }
             }
         }
@@ -438,6 +450,12 @@ impl<J: Send + 'static> Pool<J> {
                 Err(e)
             }
         }
+    }
+
+    /// Lazy mode: `f` runs on the monitor thread each time jobs starve while max_workers
+    /// threads already exist (so a cap, not a lack of demand, keeps them waiting). Set once.
+    pub fn set_on_limit(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_limit.set(f);
     }
 
     /// Workers that run Python need the stack a Python thread would get, not Rust's 2 MiB.

@@ -47,11 +47,25 @@ impl PubSub {
         let dispatch = Pool::new(max_workers, 0, "chanpool-pubsub".into(), dispatch_main);
         dispatch.set_lazy(EAGER, starve_after(py));
         dispatch.set_stack_size(runtime::thread_stack_size(py));
+        if let Some(max) = cap {
+            let logged = AtomicBool::new(false);
+            dispatch.set_on_limit(Box::new(move || {
+                // Counted as live, so exit waits for this log call or it never starts.
+                if let Some(_live) = exit::Live::enter() {
+                    if !logged.swap(true, Ordering::AcqRel) {
+                        log::warn!(
+                            target: "chanpool",
+                            "PubSub reached max_workers={max}: queued messages wait for a \
+                             dispatch thread while every one is in a handler (handlers that \
+                             wait on each other deadlock); raise max_workers or leave it unset"
+                        );
+                    }
+                }
+            }));
+        }
         let inner = Arc::new(BusInner {
             broker: Broker::new(),
             dispatch,
-            max_workers: cap,
-            capped_logged: AtomicBool::new(false),
             seq: AtomicU64::new(0),
             published: AtomicU64::new(0),
             unrouted: AtomicU64::new(0),

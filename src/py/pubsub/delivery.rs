@@ -65,16 +65,12 @@ impl Sub {
 pub struct BusInner {
     pub(super) broker: Broker<Py<Message>, Extra>,
     pub(super) dispatch: Arc<Dispatch>,
-    /// The cap the caller chose (None: the pool grows as handlers block).
-    pub(super) max_workers: Option<usize>,
-    /// Set once reaching max_workers has been logged.
-    pub(super) capped_logged: AtomicBool,
     pub(super) seq: AtomicU64,
     pub(super) published: AtomicU64,
     /// Publishes that reached no subscription at all.
     pub(super) unrouted: AtomicU64,
     pub(super) discarded: AtomicU64,
-    /// Messages queued so far: a drain is over when a whole pass saw it unchanged.
+    /// Messages queued while draining: a drain is over when a whole pass saw it unchanged.
     pub(super) pushes: AtomicU64,
     pub(super) totals: Arc<Totals>,
     /// No more publishes from outside (close() has begun).
@@ -127,16 +123,14 @@ impl BusInner {
     pub(super) fn schedule(&self, sub: &Arc<Sub>) {
         // The dispatch queue is unbounded: this never waits. A refusal means the bus is closing.
         let _ = self.dispatch.try_submit(Arc::clone(sub), 0);
-        if let Some(max) = self.max_workers {
-            let s = self.dispatch.snapshot();
-            if s.workers >= max && s.idle == 0 && !self.capped_logged.swap(true, Ordering::AcqRel) {
-                log::warn!(
-                    target: "chanpool",
-                    "PubSub reached max_workers={max}: every dispatch thread is busy, so \
-                     handlers wait for one (handlers that wait on each other can deadlock); \
-                     raise max_workers or leave it unset to let the pool grow"
-                );
-            }
+    }
+
+    /// Counts a queued message for a drain in progress. Read after the push: a push that a
+    /// drain pass could miss comes after that pass began, so it sees `draining` (and only a
+    /// drain needs the count: off the hot path otherwise).
+    fn count_push(&self) {
+        if self.draining.load(Ordering::SeqCst) {
+            self.pushes.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -178,14 +172,14 @@ impl BusInner {
         }
         Ok(match r {
             Push::Queued { schedule } => {
-                self.pushes.fetch_add(1, Ordering::AcqRel);
+                self.count_push();
                 if schedule {
                     self.schedule(sub);
                 }
                 Offer::Queued
             }
             Push::Replaced { schedule, dropped } => {
-                self.pushes.fetch_add(1, Ordering::AcqRel);
+                self.count_push();
                 sub.count_bus_dropped(1);
                 if schedule {
                     self.schedule(sub);
@@ -312,7 +306,7 @@ impl BusInner {
             // Handlers may publish while we drain (dead letters too): a pass that waited for
             // every push subscription to be idle and saw no new message queued meanwhile
             // leaves nothing behind, since only a push can make a subscription busy again.
-            self.draining.store(true, Ordering::Release);
+            self.draining.store(true, Ordering::SeqCst);
             let r = self.drain(py, deadline);
             self.draining.store(false, Ordering::Release);
             complete = r?;
@@ -354,7 +348,7 @@ impl BusInner {
     /// Waits until no push subscription has work left; false if the deadline came first.
     fn drain(&self, py: Python<'_>, deadline: Option<std::time::Instant>) -> PyResult<bool> {
         loop {
-            let before = self.pushes.load(Ordering::Acquire);
+            let before = self.pushes.load(Ordering::SeqCst);
             for sub in self.broker.subscriptions() {
                 if sub.extra.handlers.read().handler.is_none() {
                     continue; // pull subscriptions keep what is queued for their reader
@@ -369,7 +363,7 @@ impl BusInner {
                     py.check_signals()?;
                 }
             }
-            if self.pushes.load(Ordering::Acquire) == before {
+            if self.pushes.load(Ordering::SeqCst) == before {
                 return Ok(true);
             }
         }
