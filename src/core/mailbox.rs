@@ -108,6 +108,7 @@ impl<M> Mailbox<M> {
         self.capacity
     }
 
+    #[inline]
     fn queued(&self, g: &mut Inner<M>) -> bool {
         let schedule = self.workers > 0 && g.active < self.workers;
         if schedule {
@@ -121,6 +122,7 @@ impl<M> Mailbox<M> {
 
     /// Pushes without waiting (Block behaves as Error when full: the caller then waits with
     /// `push_timeout`, detached from the interpreter).
+    #[inline(always)]
     pub fn push(&self, m: M) -> Push<M> {
         let mut g = self.inner.lock();
         if g.closed {

@@ -103,6 +103,7 @@ struct Tally {
 
 impl Tally {
     /// Records one offer; false if the subscription had ended (try another group member).
+    #[inline(always)]
     fn add(&mut self, o: Offer, sub: &Sub) -> bool {
         match o {
             Offer::Queued => self.queued += 1,
@@ -128,6 +129,7 @@ impl BusInner {
     /// Counts a queued message for a drain in progress. Read after the push: a push that a
     /// drain pass could miss comes after that pass began, so it sees `draining` (and only a
     /// drain needs the count: off the hot path otherwise).
+    #[inline(always)]
     fn count_push(&self) {
         if self.draining.load(Ordering::SeqCst) {
             self.pushes.fetch_add(1, Ordering::SeqCst);
@@ -141,9 +143,38 @@ impl BusInner {
     }
 
     /// Offers `msg` to `sub` under its overflow policy.
+    #[inline(always)]
     fn offer(&self, py: Python<'_>, sub: &Arc<Sub>, msg: Py<Message>) -> PyResult<Offer> {
+        let r = sub.mailbox.push(msg);
+        if let Push::Queued { schedule } = r {
+            // Holds nothing to drop: skip the drop glue on the hottest path.
+            std::mem::forget(r);
+            self.count_push();
+            if schedule {
+                self.schedule(sub);
+            }
+            return Ok(Offer::Queued);
+        }
+        self.offer_slow(py, sub, r)
+    }
+
+    /// `offer` for queue groups, kept out of line so the plain subscriptions' loop stays small.
+    #[inline(never)]
+    fn offer_member(&self, py: Python<'_>, sub: &Arc<Sub>, msg: Py<Message>) -> PyResult<Offer> {
+        self.offer(py, sub, msg)
+    }
+
+    /// The rest of `offer`: a full mailbox, a drop, an ended subscription.
+    #[cold]
+    #[inline(never)]
+    fn offer_slow(
+        &self,
+        py: Python<'_>,
+        sub: &Arc<Sub>,
+        first: Push<Py<Message>>,
+    ) -> PyResult<Offer> {
         let mb = &sub.mailbox;
-        let mut r = mb.push(msg);
+        let mut r = first;
         if let Push::Full(m) = r {
             r = match mb.overflow() {
                 Overflow::Error => {
@@ -242,7 +273,8 @@ impl BusInner {
         for group in &route.groups {
             let mut done = false;
             for sub in group.candidates() {
-                if sub.is_active() && tally.add(self.offer(py, sub, msg.clone_ref(py))?, sub) {
+                if sub.is_active() && tally.add(self.offer_member(py, sub, msg.clone_ref(py))?, sub)
+                {
                     done = true;
                     break;
                 }
@@ -256,7 +288,7 @@ impl BusInner {
                     break;
                 };
                 for sub in g.candidates() {
-                    if tally.add(self.offer(py, sub, msg.clone_ref(py))?, sub) {
+                    if tally.add(self.offer_member(py, sub, msg.clone_ref(py))?, sub) {
                         done = true;
                         break;
                     }
