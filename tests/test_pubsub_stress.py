@@ -40,6 +40,12 @@ class Counting:
 def one_round(seed: int) -> tuple[bool, int]:
     rng = random.Random(seed)
     bus = chanpool.PubSub()
+    # The oldest subscription, so first in delivery order: often full, and a publish that finds
+    # it full must still reach every other subscription before it raises.
+    early_h = Counting()
+    early = bus.subscribe(
+        "perm.*", early_h, capacity=2, overflow="error", on_error=early_h.on_error
+    )
     perm = {}
     for p in POLICIES:
         h = Counting()
@@ -112,7 +118,11 @@ def one_round(seed: int) -> tuple[bool, int]:
         assert st["delivered"] + st["dropped"] + st["errors"] == accepted[p], (p, st, accepted)
         assert h.calls == st["delivered"] + st["errors"], (p, st, h.calls)
         assert h.failed == st["errors"], (p, st, h.failed)
-    subs = [s for s, _ in perm.values()] + [s for s, _ in churned]
+    st = early.stats()
+    assert st["delivered"] + st["dropped"] + st["errors"] == sum(accepted.values()), st
+    assert st["dropped"] > 0, "the early subscription was never full"
+    assert early_h.calls == st["delivered"] + st["errors"], st
+    subs = [early] + [s for s, _ in perm.values()] + [s for s, _ in churned]
     for s, h in churned:
         st = s.stats()
         assert st["pending"] == 0 and not st["active"], st
