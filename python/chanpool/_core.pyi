@@ -144,7 +144,8 @@ class Channel(Generic[_T]):
     Operations that can complete at once run without releasing the GIL; waits release it and
     stay interruptible by Ctrl-C. Iteration receives until the channel is closed and drained.
     Also a drop-in for queue.Queue (put/get/task_done/join/shutdown, queue.Empty/queue.Full,
-    chanpool.ShutDown); note that Queue(0) is unbounded while Channel(0) is unbuffered.
+    chanpool.ShutDown); note that Queue(0) is unbounded while Channel(0) is unbuffered:
+    chanpool.Queue(maxsize) is the queue.Queue-shaped constructor.
     """
 
     def __class_getitem__(cls, item: Any) -> Any: ...
@@ -168,7 +169,13 @@ class Channel(Generic[_T]):
     def __iter__(self) -> Self: ...
     def __next__(self) -> _T: ...
     @property
-    def maxsize(self) -> int: ...
+    def maxsize(self) -> int:
+        """queue.Queue's maxsize: 0 when unbounded (or unbuffered); assigning n <= 0 unbounds."""
+    @maxsize.setter
+    def maxsize(self, value: int) -> None: ...
+    @property
+    def unfinished_tasks(self) -> int:
+        """Items put and not yet marked done with task_done()."""
     def put(self, item: _T, block: bool = True, timeout: float | None = None) -> None: ...
     def get(self, block: bool = True, timeout: float | None = None) -> _T: ...
     def put_nowait(self, item: _T) -> None: ...
@@ -189,6 +196,9 @@ def select(
     default: bool = False,
 ) -> tuple[int | None, Any, bool]:
     """Wait for the first ready case: a Channel (receive) or a (Channel, value) pair (send).
+
+    Chooses uniformly at random among the cases ready at one moment; a blocked select is
+    completed by any peer, another select included (selects meet on unbuffered channels).
 
     Returns (index, value, ok): ok is False for a receive case whose channel is closed and
     drained; a send case on a closed channel raises Closed. default=True returns
