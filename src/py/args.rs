@@ -16,6 +16,11 @@ impl Count {
     pub const ONE: Count = Count(1);
     pub const ZERO: Count = Count(0);
 
+    /// A default value for a signature.
+    pub const fn of(v: i64) -> Count {
+        Count(v as i128)
+    }
+
     pub fn below(self, min: u64) -> bool {
         self.0 < i128::from(min)
     }

@@ -361,7 +361,7 @@ pub fn init_main_thread(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
-fn on_main_thread() -> bool {
+pub fn on_main_thread() -> bool {
     // SAFETY: a plain query of the calling thread's identifier.
     let me = unsafe { pyo3::ffi::PyThread_get_thread_ident() } as u64;
     me == MAIN_IDENT.load(Ordering::Acquire)

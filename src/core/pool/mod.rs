@@ -121,6 +121,9 @@ pub struct Pool<J: Send + 'static> {
     monitor: Monitor,
     /// Stack size for new worker threads; 0 keeps Rust's default (see [`Pool::set_stack_size`]).
     stack_size: AtomicUsize,
+    /// Called (on the monitor thread) when queued work starves and max_workers forbids another
+    /// worker; see [`Pool::set_on_limit`].
+    on_limit: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     /// A submit that starts a thread hands it the job (see [`Pool::set_handoff`]).
     handoff: AtomicBool,
 }
@@ -242,6 +245,7 @@ impl<J: Send + 'static> Pool<J> {
             counters: Counters::default(),
             eager: AtomicUsize::new(max_workers),
             stack_size: AtomicUsize::new(0),
+            on_limit: std::sync::OnceLock::new(),
             handoff: AtomicBool::new(false),
             taken: AtomicU64::new(0),
             monitor: Monitor::default(),
@@ -307,7 +311,7 @@ impl<J: Send + 'static> Pool<J> {
                     if !self.take_idle_token() {
                         let eager = self.eager.load(Ordering::Acquire);
                         arm = !matches!(self.spawn_locked(eager, None), Spawn::Started)
-                            && eager < self.max_workers;
+                            && self.watching(eager);
                     }
                     drop(tx);
                     if arm {
@@ -331,7 +335,7 @@ impl<J: Send + 'static> Pool<J> {
                     return Ok(());
                 }
                 Spawn::AtLimit(j) => {
-                    arm = eager < self.max_workers;
+                    arm = self.watching(eager);
                     j.expect("job handed back")
                 }
                 Spawn::Failed(j, e) => {
@@ -417,7 +421,7 @@ impl<J: Send + 'static> Pool<J> {
                 if !self.take_idle_token() {
                     let eager = self.eager.load(Ordering::Acquire);
                     arm = !matches!(self.spawn_locked(eager, None), Spawn::Started)
-                        && eager < self.max_workers;
+                        && self.watching(eager);
                 }
                 drop(tx);
                 if arm {
@@ -523,6 +527,18 @@ impl<J: Send + 'static> Pool<J> {
     /// Off by default: then jobs start in queue order.
     pub fn set_handoff(&self, on: bool) {
         self.handoff.store(on, Ordering::Relaxed);
+    }
+
+    /// Lazy mode: `f` runs on the monitor thread each time jobs starve while max_workers
+    /// threads already exist (so a cap, not a lack of demand, keeps them waiting). Set once.
+    pub fn set_on_limit(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_limit.set(f);
+    }
+
+    /// Whether a submit that started no thread arms the monitor: below the cap it may start
+    /// one; at the cap it reports the starvation if anyone listens.
+    fn watching(&self, eager: usize) -> bool {
+        eager < self.max_workers || self.on_limit.get().is_some()
     }
 
     /// Workers that run Python need the stack a Python thread would get, not Rust's 2 MiB.

@@ -85,8 +85,15 @@ impl<J: Send + 'static> Pool<J> {
                 let stuck = waiting
                     && self.taken.load(Ordering::Relaxed) == seen
                     && self.idle_tokens.count() == 0;
-                if stuck {
-                    let _ = self.spawn_idle(self.max_workers);
+                if stuck && !matches!(self.spawn_idle(self.max_workers), Ok(true)) {
+                    let at_limit = self.spawned.load(Ordering::Acquire) >= self.max_workers;
+                    if let (true, Some(f)) = (at_limit && !self.is_closed(), self.on_limit.get()) {
+                        // Not under the monitor's lock: `f` may wait (for the GIL) on a thread
+                        // that is itself waiting for that lock in arm_monitor.
+                        drop(running);
+                        f();
+                        running = m.running.lock();
+                    }
                 }
             }
         }
