@@ -24,7 +24,9 @@ mod _core {
     #[pymodule_export]
     use crate::py::ratelimit::TokenBucket;
     #[pymodule_export]
-    use crate::py::runtime::{_after_fork_child, _after_fork_parent, _before_fork, _shutdown_all};
+    use crate::py::runtime::{
+        _after_fork_child, _after_fork_parent, _before_fork, _shutdown_all, _threading_exit,
+    };
     #[pymodule_export]
     use crate::py::semaphore::Semaphore;
 
@@ -37,6 +39,13 @@ mod _core {
         let _ = pyo3_log::Logger::new(py, pyo3_log::Caching::Nothing)?
             .filter(log::LevelFilter::Debug)
             .install();
+        crate::py::future::init(py)?;
+        // Pools stop where ThreadPoolExecutor's do, in threading's exit hooks (queued work
+        // runs, later atexit hooks can no longer submit); everything else at atexit.
+        // (Refused when imported during threading's own shutdown: the atexit hook still runs.)
+        let _ = py
+            .import("threading")?
+            .call_method1("_register_atexit", (m.getattr("_threading_exit")?,));
         // Native workers must be gone before the interpreter finalizes.
         py.import("atexit")?
             .call_method1("register", (m.getattr("_shutdown_all")?,))?;

@@ -184,8 +184,28 @@ assert merged.recv(timeout=30) == "forwarded"
 def in_call(t):
     f = sys._current_frames().get(t.ident)
     return f is not None and f.f_code.co_name == "<lambda>"
+def forwarder_parked():
+    # The fan_in thread asleep (state S) in its wait, not inside a channel operation: forking
+    # while it holds a channel's lock would (rightly) make that channel unusable in the child.
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                if f.read().strip() != "chanpool-fan_in":
+                    continue
+            with open(f"/proc/self/task/{task}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "S"
+        except OSError:
+            pass
+    return False
 deadline = time.monotonic() + 30
-while not (in_call(r) and in_call(s)) and time.monotonic() < deadline:
+since = None
+while time.monotonic() < deadline:
+    if in_call(r) and in_call(s) and forwarder_parked():
+        since = since or time.monotonic()
+        if time.monotonic() - since > 0.02:
+            break
+    else:
+        since = None
     time.sleep(0.001)
 
 def child():
@@ -329,6 +349,55 @@ for ch in ins:
 out.recv()
 print("exiting")
 """,
+    "selects_blocked_and_pairing": """
+import threading, chanpool
+from chanpool import Channel, select
+idle = [Channel(0) for _ in range(3)]
+pair = Channel(0)
+def blocked_send():
+    select([(c, 1) for c in idle])
+def blocked_recv():
+    select([*idle, Channel(0)])
+def ping():
+    while True:
+        select([(pair, 1), idle[0]])
+def pong():
+    while True:
+        select([pair, (idle[1], 2)])
+started = threading.Barrier(7)
+def run(f):
+    started.wait()
+    f()
+for f in (blocked_send, blocked_send, blocked_recv, blocked_recv, ping, pong):
+    threading.Thread(target=run, args=(f,), daemon=True).start()
+started.wait()
+print("exiting")
+""",
+    "pipeline_and_fan_out_running": """
+import itertools, chanpool
+out = chanpool.pipeline(itertools.count(), lambda x: x + 1, (abs, 3), str, capacity=0)
+for _ in range(10):
+    out.recv()
+fo = chanpool.fan_out(itertools.count(), lambda x: x * 2, workers=4, capacity=0)
+for _ in range(10):
+    fo.recv()
+idle = chanpool.pipeline(chanpool.Channel(0), abs, abs)   # stages blocked on an empty source
+print("exiting")
+""",
+    "fan_in_output_closed_while_forwarding": """
+import threading, chanpool
+from chanpool import Channel
+ins = [Channel(0) for _ in range(3)]
+out = chanpool.fan_in(*ins, capacity=0)
+def produce(ch):
+    while True:
+        ch.send(object())
+for ch in ins:
+    threading.Thread(target=produce, args=(ch,), daemon=True).start()
+out.recv()
+out.close()
+print("exiting")
+""",
     "close_from_atexit_before_chanpool_hook": """
 import atexit, threading, chanpool
 from chanpool import Channel
@@ -379,4 +448,4 @@ def _run_exit_scenario(name, repeat):
 
 @pytest.mark.parametrize("name", sorted(EXIT_SCENARIOS))
 def test_interpreter_exit_with_threads_on_channels(name):
-    _run_exit_scenario(name, repeat=6)
+    _run_exit_scenario(name, repeat=20)

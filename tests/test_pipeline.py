@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 import itertools
+import sys
 import threading
+import time
 
 import chanpool
 import pytest
@@ -72,6 +74,46 @@ def test_empty_source_closes_the_output():
     src = chanpool.Channel()
     src.close()
     assert drain(chanpool.pipeline(src, abs, abs)) == []
+
+
+def blocked_sending(n: int) -> bool:
+    """Exactly n stage workers sit in _Stage.send (inside its native select), seen for 50 ms."""
+    from chanpool._pipeline import _Stage
+
+    code = _Stage.send.__code__
+    since = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        frames = sys._current_frames().values()
+        if sum(f.f_code is code for f in frames) == n:
+            since = since or time.monotonic()
+            if time.monotonic() - since >= 0.05:
+                return True
+        else:
+            since = None
+        time.sleep(0.001)
+    return False
+
+
+def test_unbuffered_pipeline_channels_hold_nothing():
+    # capacity=0 makes every channel between stages unbuffered: with nobody reading, the first
+    # stage has run exactly twice (the item the second stage is blocked sending, and the one it
+    # is blocked sending itself); a one-slot inner channel would let it run a third time.
+    for _ in range(5):
+        calls: list[int] = []
+
+        def first(x, calls=calls):
+            calls.append(x)
+            return x
+
+        out = chanpool.pipeline(itertools.count(), first, abs, capacity=0)
+        assert blocked_sending(2)
+        assert calls == [0, 1]
+        assert out.recv(timeout=60) == 0
+        assert blocked_sending(2)
+        assert calls == [0, 1, 2]
+        out.close()
+        wait_until(lambda: stage_threads() == 0, what="stage threads to exit")
 
 
 def test_stage_threads_end_with_the_pipeline():

@@ -554,7 +554,9 @@ def test_initializer_failure_while_submit_blocked_on_full_queue(make_pool, caplo
             raise ValueError("error in initializer")
 
         p = make_pool(1, queue_size=1, initializer=init)
-        first = p.submit(mul, 1, 1)  # fills the queue; the worker is stuck in init
+        # The first job goes to the new worker (stuck in init), the second fills the queue.
+        first = p.submit(mul, 1, 1)
+        second = p.submit(mul, 1, 1)
         out = {}
 
         def producer(p=p, out=out):
@@ -574,6 +576,7 @@ def test_initializer_failure_while_submit_blocked_on_full_queue(make_pool, caplo
         t.join(30)
         assert not t.is_alive()
         assert isinstance(first.exception(timeout=30), chanpool.BrokenThreadPool)
+        assert isinstance(second.exception(timeout=30), chanpool.BrokenThreadPool)
         if "error" in out:
             assert isinstance(out["error"], chanpool.BrokenThreadPool), out
         else:

@@ -85,17 +85,8 @@ BAD_PATTERNS = [
     "a ",
     "a\tb",
     "a\nb",
-    "a*",
-    "*a",
-    "a.b*",
-    "a.*b",
-    "a>",
-    ">a",
     "a.>.b",
     ">.a",
-    "a.>>",
-    ">>",
-    "**",
     "a..>",
     "a.>.>",
 ]
@@ -113,10 +104,18 @@ BAD_TOPICS = [
     "a.*",
     "a.>",
     "*.a",
-    "a*",
-    "a.b>",
-    "x*y",
 ]
+
+# Wildcard characters inside a token are plain characters (NATS): valid as patterns and topics.
+LITERAL_TOKENS = ["a*", "*a", "a.b*", "a.*b", "a>", ">a", "a.>>", ">>", "**", "a.b>", "x*y"]
+
+
+@pytest.mark.parametrize("literal", LITERAL_TOKENS)
+def test_wildcard_characters_inside_tokens_are_literal(make_bus, literal):
+    bus = make_bus()
+    sub = bus.subscribe(literal)
+    assert bus.publish(literal, 1) == 1
+    assert sub.get(timeout=0).data == 1
 
 
 @pytest.mark.parametrize("pattern", BAD_PATTERNS)

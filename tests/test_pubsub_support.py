@@ -24,6 +24,7 @@ SUBPROCESS_TIMEOUT = 60.0
 
 BUS_STATS_KEYS = {
     "published",
+    "unrouted",
     "subscriptions",
     "delivered",
     "dropped",

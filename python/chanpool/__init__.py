@@ -28,6 +28,7 @@ from chanpool._errors import Closed, QueueFull, ShutDown
 from chanpool._future import Future
 from chanpool._pipeline import fan_out, pipeline
 from chanpool._pool import WorkerPool
+from chanpool._queue import Queue
 
 __all__ = [
     "BrokenThreadPool",
@@ -40,6 +41,7 @@ __all__ = [
     "MapIterator",
     "Message",
     "PubSub",
+    "Queue",
     "QueueFull",
     "Semaphore",
     "ShutDown",

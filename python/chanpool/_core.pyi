@@ -24,6 +24,7 @@ __all__ = [
     "_after_fork_parent",
     "_before_fork",
     "_shutdown_all",
+    "_threading_exit",
     "__version__",
     "fan_in",
     "select",
@@ -47,7 +48,7 @@ class WorkerPool:
         queue_size: int = 0,
         thread_name_prefix: str = "",
         initializer: Callable[..., object] | None = None,
-        initargs: Iterable[Any] | None = None,
+        initargs: Iterable[Any] | None = (),
         rate_limit: TokenBucket | float | None = None,
     ) -> Self: ...
     def submit(
@@ -59,12 +60,13 @@ class WorkerPool:
     def map(
         self,
         fn: Callable[..., _T],
+        /,
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
     ) -> MapIterator[_T]: ...
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None: ...
+    def shutdown(self, wait: object = True, *, cancel_futures: object = False) -> None: ...
     def stats(self) -> dict[str, int]: ...
     def __enter__(self) -> Self: ...
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
@@ -144,7 +146,8 @@ class Channel(Generic[_T]):
     Operations that can complete at once run without releasing the GIL; waits release it and
     stay interruptible by Ctrl-C. Iteration receives until the channel is closed and drained.
     Also a drop-in for queue.Queue (put/get/task_done/join/shutdown, queue.Empty/queue.Full,
-    chanpool.ShutDown); note that Queue(0) is unbounded while Channel(0) is unbuffered.
+    chanpool.ShutDown); note that Queue(0) is unbounded while Channel(0) is unbuffered:
+    chanpool.Queue(maxsize) is the queue.Queue-shaped constructor.
     """
 
     def __class_getitem__(cls, item: Any) -> Any: ...
@@ -168,7 +171,13 @@ class Channel(Generic[_T]):
     def __iter__(self) -> Self: ...
     def __next__(self) -> _T: ...
     @property
-    def maxsize(self) -> int: ...
+    def maxsize(self) -> int:
+        """queue.Queue's maxsize: 0 when unbounded (or unbuffered); assigning n <= 0 unbounds."""
+    @maxsize.setter
+    def maxsize(self, value: int) -> None: ...
+    @property
+    def unfinished_tasks(self) -> int:
+        """Items put and not yet marked done with task_done()."""
     def put(self, item: _T, block: bool = True, timeout: float | None = None) -> None: ...
     def get(self, block: bool = True, timeout: float | None = None) -> _T: ...
     def put_nowait(self, item: _T) -> None: ...
@@ -189,6 +198,9 @@ def select(
     default: bool = False,
 ) -> tuple[int | None, Any, bool]:
     """Wait for the first ready case: a Channel (receive) or a (Channel, value) pair (send).
+
+    Chooses uniformly at random among the cases ready at one moment; a blocked select is
+    completed by any peer, another select included (selects meet on unbuffered channels).
 
     Returns (index, value, ok): ok is False for a receive case whose channel is closed and
     drained; a send case on a closed channel raises Closed. default=True returns
@@ -272,6 +284,7 @@ class InventoryManager:
     def closed(self) -> bool: ...
 
 def _shutdown_all() -> None: ...
+def _threading_exit() -> None: ...
 def _before_fork() -> None: ...
 def _after_fork_parent() -> None: ...
 def _after_fork_child() -> None: ...

@@ -103,6 +103,9 @@ class Future(cf.Future[_T]):
         return self._result
 
     def _wait_finished(self, timeout: Optional[float]) -> None:
+        if timeout is not None and timeout != timeout:
+            # The stock Future's lock wait refuses NaN the same way.
+            raise ValueError("Invalid value NaN (not a number)")
         deadline = None if timeout is None else time.monotonic() + timeout
         cond = self._condition
         with cond:

@@ -49,6 +49,11 @@ def _cancel_live_runs() -> None:
         ctx.cancel()
 
 
+# Pools stop (and wait for running work) in threading's exit hooks, before atexit: cancel there
+# too. Registered after chanpool._core's hook, so it runs before it.
+threading._register_atexit(_cancel_live_runs)  # type: ignore[attr-defined]
+
+
 class _Source:
     """The input of a stage: a Channel, or any iterable read under a lock."""
 
@@ -224,11 +229,10 @@ def pipeline(
     root = _root(context)
     built: list[tuple[_Stage, int]] = []
     out: Channel[Any] | None = None
-    for i, (fn, n) in enumerate(plan):
-        last = i == len(plan) - 1
-        # Between stages both ends wait in select(), and two selects cannot meet on an
-        # unbuffered channel: give inner channels at least one slot.
-        out = Channel(capacity if last or capacity != 0 else 1)
+    for fn, n in plan:
+        # Between stages both ends wait in select(): selects meet on any channel, unbuffered
+        # ones included, so every channel has the capacity asked for.
+        out = Channel(capacity)
         built.append((_Stage(src, fn, n, out, root, [b for b, _ in built]), n))
         src = _Source(out)
     for st, n in built:

@@ -1,8 +1,16 @@
-"""WorkerPool as exported: the native pool plus the parts that are natural in Python."""
+"""WorkerPool as exported: the native pool plus the parts that are natural in Python.
+
+It is a ``concurrent.futures.ThreadPoolExecutor`` (and so an ``Executor``) for isinstance
+checks such as ``loop.set_default_executor``, without any of that class's machinery: every
+method the executor protocol uses is the native one, ``__init__`` does not run the stock
+one (no work queue, no Python threads), and the stock class's private helpers are hidden.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+import concurrent.futures as cf
+import logging
+from typing import Any, Callable, Literal, Optional, TypeVar
 
 from chanpool import _core
 from chanpool._context import Context, _run_in
@@ -12,9 +20,62 @@ __all__ = ["WorkerPool"]
 
 _T = TypeVar("_T")
 
+logger = logging.getLogger("chanpool")
 
-class WorkerPool(_core.WorkerPool):
+
+class _Hidden:
+    """A ThreadPoolExecutor helper that has no meaning here: reads as a missing attribute."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, objtype: Optional[type] = None) -> Any:
+        raise AttributeError(f"'WorkerPool' object has no attribute {self.name!r}")
+
+
+# The native class answers ThreadPoolExecutor's private attributes with read-only properties.
+class WorkerPool(_core.WorkerPool, cf.ThreadPoolExecutor):  # type: ignore[misc, override]
     __doc__ = _core.WorkerPool.__doc__
+
+    # The stock executor's thread machinery, which must never run on a WorkerPool.
+    _adjust_thread_count = _Hidden()
+    _initializer_failed = _Hidden()
+    _counter = _Hidden()
+
+    def __init__(
+        self,
+        max_workers: Optional[int] = None,
+        *,
+        queue_size: int = 0,
+        thread_name_prefix: str = "",
+        initializer: Optional[Callable[..., object]] = None,
+        initargs: Any = (),
+        rate_limit: Any = None,
+    ) -> None:
+        """max_workers threads at most, started on demand (default min(32, cpus + 4)); a
+        bounded queue of queue_size jobs (0: unbounded); initializer(*initargs) runs first
+        in every thread; rate_limit is a TokenBucket or a number of calls per second."""
+        # Everything happened in the native __new__; ThreadPoolExecutor.__init__ must not run.
+        # Logged here rather than natively: logging can release the GIL, which a daemon
+        # thread must not do inside a native call while the interpreter exits.
+        logger.debug(
+            "WorkerPool %s started: max_workers=%d queue_size=%d",
+            self._thread_name_prefix,
+            self.max_workers,
+            self.queue_size,
+        )
+
+    def shutdown(self, wait: object = True, *, cancel_futures: object = False) -> None:
+        """Stops accepting work; optionally cancels what is still queued and waits for workers."""
+        super().shutdown(wait, cancel_futures=cancel_futures)
+        logger.debug("WorkerPool %s shut down", self._thread_name_prefix)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
+        self.shutdown(wait=True)
+        return False
 
     def submit_with(
         self, context: Context, fn: Callable[..., _T], /, *args: Any, **kwargs: Any

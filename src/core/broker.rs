@@ -1,6 +1,8 @@
 //! The pub/sub broker's routing: which subscriptions a topic reaches, with NATS-style queue
-//! groups (members of one group on one pattern compete: each message goes to one of them).
-//! Delivery itself (pushing into mailboxes, running handlers) belongs to the caller.
+//! groups. A group is a queue name: each message goes to one member of every group among all
+//! the subscriptions it matches, whatever pattern each member used (a message matching
+//! `foo.*` and `foo.bar`, both in group "workers", reaches ONE member). Delivery itself
+//! (pushing into mailboxes, running handlers) belongs to the caller.
 
 use crate::core::mailbox::{Mailbox, Overflow};
 use crate::core::sync::{Mutex, RwLock};
@@ -42,42 +44,42 @@ impl<M, X> Subscription<M, X> {
     }
 }
 
-pub struct Group<M, X> {
-    members: RwLock<Vec<Arc<Subscription<M, X>>>>,
-    next: AtomicUsize,
+/// The members of one queue group that one topic reaches, oldest first.
+pub struct RouteGroup<M, X> {
+    pub name: String,
+    pub members: Vec<Arc<Subscription<M, X>>>,
+    /// The group's round-robin position, shared by every route of the group.
+    next: Arc<AtomicUsize>,
 }
 
-impl<M, X> Group<M, X> {
-    /// Round robin over the members.
-    pub fn pick(&self) -> Option<Arc<Subscription<M, X>>> {
-        let m = self.members.read();
-        if m.is_empty() {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % m.len();
-        Some(Arc::clone(&m[i]))
+impl<M, X> RouteGroup<M, X> {
+    /// The members in the order to try them: the round-robin pick first, then the others (a
+    /// member that turns out to be gone is skipped in favour of the next).
+    pub fn candidates(&self) -> impl Iterator<Item = &Arc<Subscription<M, X>>> + '_ {
+        let n = self.members.len();
+        let start = if n == 0 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        };
+        (0..n).map(move |k| &self.members[(start + k) % n])
     }
 }
 
-#[derive(Clone, PartialEq)]
-enum Target {
-    Sub(u64),
-    Group(u64),
-}
-
-/// Where one topic goes: plain subscriptions, and groups that each pick one member.
+/// Where one topic goes: plain subscriptions, and groups that each take one member.
 pub struct Route<M, X> {
     pub subs: Vec<Arc<Subscription<M, X>>>,
-    pub groups: Vec<Arc<Group<M, X>>>,
+    pub groups: Vec<RouteGroup<M, X>>,
 }
 
 impl<M, X> Route<M, X> {
-    /// Every subscription one message goes to.
+    /// Every subscription one message goes to, if no member turns out to be gone.
     pub fn targets(&self) -> impl Iterator<Item = Arc<Subscription<M, X>>> + '_ {
-        self.subs
-            .iter()
-            .cloned()
-            .chain(self.groups.iter().filter_map(|g| g.pick()))
+        self.subs.iter().cloned().chain(
+            self.groups
+                .iter()
+                .filter_map(|g| g.candidates().next().cloned()),
+        )
     }
 
     pub fn is_empty(&self) -> bool {
@@ -85,11 +87,15 @@ impl<M, X> Route<M, X> {
     }
 }
 
+struct GroupState {
+    next: Arc<AtomicUsize>,
+    members: usize,
+}
+
 struct State<M, X> {
-    tree: TopicTree<Target>,
+    tree: TopicTree<u64>,
     subs: HashMap<u64, Arc<Subscription<M, X>>>,
-    groups: HashMap<u64, Arc<Group<M, X>>>,
-    group_ids: HashMap<(String, String), u64>,
+    groups: HashMap<String, GroupState>,
 }
 
 /// Cached routes are dropped wholesale when subscriptions change; past this many topics too.
@@ -116,7 +122,6 @@ impl<M, X> Broker<M, X> {
                 tree: TopicTree::new(),
                 subs: HashMap::new(),
                 groups: HashMap::new(),
-                group_ids: HashMap::new(),
             }),
             cache: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -139,28 +144,15 @@ impl<M, X> Broker<M, X> {
         });
         let mut st = self.state.write();
         st.subs.insert(id, Arc::clone(&sub));
-        match opts.group {
-            None => st.tree.insert(pattern, Target::Sub(id)),
-            Some(g) => {
-                let key = (pattern.to_string(), g);
-                let gid = match st.group_ids.get(&key) {
-                    Some(gid) => *gid,
-                    None => {
-                        let gid = self.next_id.fetch_add(1, Ordering::Relaxed);
-                        st.group_ids.insert(key, gid);
-                        st.groups.insert(
-                            gid,
-                            Arc::new(Group {
-                                members: RwLock::new(Vec::new()),
-                                next: AtomicUsize::new(0),
-                            }),
-                        );
-                        st.tree.insert(pattern, Target::Group(gid));
-                        gid
-                    }
-                };
-                st.groups[&gid].members.write().push(Arc::clone(&sub));
-            }
+        st.tree.insert(pattern, id);
+        if let Some(g) = opts.group {
+            st.groups
+                .entry(g)
+                .or_insert_with(|| GroupState {
+                    next: Arc::new(AtomicUsize::new(0)),
+                    members: 0,
+                })
+                .members += 1;
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
         drop(st);
@@ -175,24 +167,12 @@ impl<M, X> Broker<M, X> {
             return false;
         };
         s.active.store(false, Ordering::Release);
-        match &s.group {
-            None => {
-                st.tree.remove(&s.pattern, &Target::Sub(s.id));
-            }
-            Some(g) => {
-                let key = (s.pattern.clone(), g.clone());
-                if let Some(&gid) = st.group_ids.get(&key) {
-                    let empty = {
-                        let grp = &st.groups[&gid];
-                        let mut m = grp.members.write();
-                        m.retain(|x| x.id != s.id);
-                        m.is_empty()
-                    };
-                    if empty {
-                        st.group_ids.remove(&key);
-                        st.groups.remove(&gid);
-                        st.tree.remove(&s.pattern, &Target::Group(gid));
-                    }
+        st.tree.remove(&s.pattern, &s.id);
+        if let Some(g) = &s.group {
+            if let Some(gs) = st.groups.get_mut(g) {
+                gs.members -= 1;
+                if gs.members == 0 {
+                    st.groups.remove(g);
                 }
             }
         }
@@ -207,25 +187,7 @@ impl<M, X> Broker<M, X> {
         if let Some(r) = self.cache.lock().get(topic) {
             return Arc::clone(r);
         }
-        let st = self.state.read();
-        let seen_before = self.generation.load(Ordering::Acquire);
-        let mut route = Route {
-            subs: Vec::new(),
-            groups: Vec::new(),
-        };
-        let mut targets = st.tree.matching(topic);
-        // Deterministic delivery order: oldest subscription first.
-        targets.sort_by_key(|t| match t {
-            Target::Sub(id) | Target::Group(id) => *id,
-        });
-        for t in targets {
-            match t {
-                Target::Sub(id) => route.subs.push(Arc::clone(&st.subs[&id])),
-                Target::Group(gid) => route.groups.push(Arc::clone(&st.groups[&gid])),
-            }
-        }
-        let seen = seen_before;
-        drop(st);
+        let (route, seen) = self.compute(topic);
         let route = Arc::new(route);
         let mut cache = self.cache.lock();
         if cache.len() >= CACHE_LIMIT {
@@ -237,6 +199,39 @@ impl<M, X> Broker<M, X> {
             cache.insert(topic.to_string(), Arc::clone(&route));
         }
         route
+    }
+
+    /// The route as of now, bypassing the cache: for a publish whose cached route named only
+    /// members of a group that have left meanwhile.
+    pub fn route_now(&self, topic: &str) -> Route<M, X> {
+        self.compute(topic).0
+    }
+
+    fn compute(&self, topic: &str) -> (Route<M, X>, u64) {
+        let st = self.state.read();
+        let seen = self.generation.load(Ordering::Acquire);
+        let mut ids = st.tree.matching(topic);
+        // Deterministic delivery order: oldest subscription first.
+        ids.sort_unstable();
+        let mut route = Route {
+            subs: Vec::new(),
+            groups: Vec::new(),
+        };
+        for id in ids {
+            let sub = Arc::clone(&st.subs[&id]);
+            match &sub.group {
+                None => route.subs.push(sub),
+                Some(g) => match route.groups.iter_mut().find(|rg| rg.name == *g) {
+                    Some(rg) => rg.members.push(sub),
+                    None => route.groups.push(RouteGroup {
+                        name: g.clone(),
+                        next: Arc::clone(&st.groups[g].next),
+                        members: vec![sub],
+                    }),
+                },
+            }
+        }
+        (route, seen)
     }
 
     pub fn subscriptions(&self) -> Vec<Arc<Subscription<M, X>>> {
@@ -324,5 +319,27 @@ mod tests {
         let mut left = ids(&b.route("jobs.a"));
         left.sort();
         assert_eq!(left, vec![other.id, plain.id]);
+    }
+
+    #[test]
+    fn a_group_spans_patterns() {
+        let b: Broker<u32, ()> = Broker::new();
+        let wide = b.subscribe("foo.*", opts(Some("w")), ());
+        let narrow = b.subscribe("foo.bar", opts(Some("w")), ());
+        let mut counts = HashMap::new();
+        for _ in 0..100 {
+            let t = ids(&b.route("foo.bar"));
+            assert_eq!(t.len(), 1, "one member of the group");
+            *counts.entry(t[0]).or_insert(0) += 1;
+        }
+        assert_eq!((counts[&wide.id], counts[&narrow.id]), (50, 50));
+        assert_eq!(ids(&b.route("foo.baz")), vec![wide.id]);
+        let r = b.route("foo.bar");
+        let all: Vec<u64> = r.groups[0].candidates().map(|s| s.id).collect();
+        assert_eq!(all.len(), 2, "every member is a candidate");
+        b.unsubscribe(&wide);
+        b.unsubscribe(&narrow);
+        assert!(b.route("foo.bar").is_empty());
+        assert!(b.state.read().groups.is_empty());
     }
 }

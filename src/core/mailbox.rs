@@ -2,11 +2,16 @@
 //! consumer runs should be scheduled. A mailbox is an actor's queue: it is drained by at most
 //! `workers` runs at once on a shared thread pool instead of owning a thread, so thousands of
 //! subscribers do not cost thousands of OS threads.
+//!
+//! Rules: one Mutex guards the queue, the run count and the closed flag; every wait re-checks
+//! its condition under it in a loop; nothing here runs foreign code (messages are handed back
+//! to be dropped outside the lock). The lock, condvars and atomics come from `core::sync`, so
+//! `make loom` model-checks this file (`loom_*` below).
 
+use crate::core::sync::atomic::{AtomicU64, Ordering};
 use crate::core::sync::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +108,7 @@ impl<M> Mailbox<M> {
         self.capacity
     }
 
+    #[inline]
     fn queued(&self, g: &mut Inner<M>) -> bool {
         let schedule = self.workers > 0 && g.active < self.workers;
         if schedule {
@@ -116,6 +122,7 @@ impl<M> Mailbox<M> {
 
     /// Pushes without waiting (Block behaves as Error when full: the caller then waits with
     /// `push_timeout`, detached from the interpreter).
+    #[inline(always)]
     pub fn push(&self, m: M) -> Push<M> {
         let mut g = self.inner.lock();
         if g.closed {
@@ -286,9 +293,28 @@ impl<M> Mailbox<M> {
     pub fn pending(&self) -> usize {
         self.inner.lock().queue.len()
     }
+
+    /// Visits every queued message, or none if the lock is busy: for a garbage collector's
+    /// traversal, which must never wait.
+    pub fn try_visit<E>(&self, mut f: impl FnMut(&M) -> Result<(), E>) -> Result<(), E> {
+        if let Some(g) = self.inner.try_lock() {
+            for m in g.queue.iter() {
+                f(m)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `clear` unless the lock is busy (None): for callers that must never wait.
+    pub fn try_clear(&self) -> Option<Vec<M>> {
+        let mut g = self.inner.try_lock()?;
+        let v: Vec<M> = g.queue.drain(..).collect();
+        self.not_full.notify_all();
+        Some(v)
+    }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;
@@ -431,5 +457,140 @@ mod tests {
         );
         m.end_run();
         assert!(m.wait_idle(Duration::from_millis(1)));
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use crate::core::sync::Arc;
+    use loom::thread;
+
+    /// Untimed waits: loom's timed waits never time out.
+    const FOREVER: Duration = Duration::MAX;
+
+    /// Stands in for the dispatch pool: run tokens handed to one consumer thread.
+    struct Runs {
+        tokens: Mutex<(usize, bool)>,
+        cv: Condvar,
+    }
+
+    /// Block policy, capacity 1, one worker: a producer that has to wait for room, a scheduled
+    /// run that takes one message at a time, and wait_idle (the drain) all agree: every message
+    /// is seen once, in order, and the drain returns only once the run has ended.
+    #[test]
+    fn loom_block_push_run_and_drain() {
+        loom::model(|| {
+            let mb = Arc::new(Mailbox::new(1, Overflow::Block, 1));
+            let runs = Arc::new(Runs {
+                tokens: Mutex::new((0, false)),
+                cv: Condvar::new(),
+            });
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let consumer = {
+                let (mb, runs, seen) = (Arc::clone(&mb), Arc::clone(&runs), Arc::clone(&seen));
+                thread::spawn(move || loop {
+                    {
+                        let mut g = runs.tokens.lock();
+                        while g.0 == 0 && !g.1 {
+                            runs.cv.wait(&mut g);
+                        }
+                        if g.0 == 0 {
+                            return;
+                        }
+                        g.0 -= 1;
+                    }
+                    while let Some(x) = mb.pop_run() {
+                        seen.lock().push(x);
+                    }
+                })
+            };
+            let producer = {
+                let (mb, runs) = (Arc::clone(&mb), Arc::clone(&runs));
+                thread::spawn(move || {
+                    for i in 0..2 {
+                        match mb.push_timeout(i, FOREVER) {
+                            Push::Queued { schedule } => {
+                                if schedule {
+                                    runs.tokens.lock().0 += 1;
+                                    runs.cv.notify_all();
+                                }
+                            }
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    }
+                })
+            };
+            producer.join().unwrap();
+            assert!(mb.wait_idle(FOREVER));
+            assert_eq!(*seen.lock(), vec![0, 1]);
+            assert_eq!(mb.pending(), 0);
+            runs.tokens.lock().1 = true;
+            runs.cv.notify_all();
+            consumer.join().unwrap();
+        });
+    }
+
+    /// close() racing a producer blocked on a full Block mailbox and a pull reader: nobody is
+    /// left waiting, and every message is popped, still queued, or handed back as Closed.
+    #[test]
+    fn loom_close_releases_blocked_pusher_and_reader() {
+        loom::model(|| {
+            let mb = Arc::new(Mailbox::new(1, Overflow::Block, 0));
+            assert!(matches!(mb.push(0), Push::Queued { schedule: false }));
+            let pusher = {
+                let mb = Arc::clone(&mb);
+                thread::spawn(move || match mb.push_timeout(1, FOREVER) {
+                    Push::Queued { .. } => 0,
+                    Push::Closed(_) => 1,
+                    other => panic!("unexpected {other:?}"),
+                })
+            };
+            let reader = {
+                let mb = Arc::clone(&mb);
+                thread::spawn(move || {
+                    let mut got = 0;
+                    while mb.pop_wait(FOREVER).is_ok() {
+                        got += 1;
+                    }
+                    got
+                })
+            };
+            mb.close();
+            let refused = pusher.join().unwrap();
+            let popped = reader.join().unwrap();
+            assert_eq!(popped + mb.pending() + refused, 2);
+            assert_eq!(
+                mb.pending(),
+                0,
+                "the reader drains what was queued before it ends"
+            );
+        });
+    }
+
+    /// Two workers: two runs may go at once, and wait_idle returns only after both ended.
+    #[test]
+    fn loom_two_runs_and_wait_idle() {
+        loom::model(|| {
+            let mb = Arc::new(Mailbox::new(2, Overflow::DropNewest, 2));
+            let mut runs = Vec::new();
+            for i in 0..2 {
+                if let Push::Queued { schedule: true } = mb.push(i) {
+                    let mb = Arc::clone(&mb);
+                    runs.push(thread::spawn(move || {
+                        let mut n = 0;
+                        while mb.pop_run().is_some() {
+                            n += 1;
+                        }
+                        n
+                    }));
+                }
+            }
+            assert_eq!(runs.len(), 2);
+            assert!(mb.wait_idle(FOREVER));
+            assert_eq!(mb.pending(), 0);
+            let total: usize = runs.into_iter().map(|h| h.join().unwrap()).sum();
+            assert_eq!(total, 2);
+        });
     }
 }

@@ -1,5 +1,9 @@
 //! NATS-style subjects: dot-separated tokens; in patterns `*` matches exactly one token and `>`
-//! (only as the last token) matches one or more trailing tokens.
+//! (only as the last token) matches one or more trailing tokens. Only a whole token is a
+//! wildcard: `foo*` and `*bar` are literal tokens, as in NATS.
+//!
+//! The tree is an arena of nodes addressed by index, walked with loops: no recursion anywhere
+//! (insert, remove, match, drop), so a pattern of 50,000 tokens is fine on a 256 KiB stack.
 
 use std::collections::HashMap;
 
@@ -12,48 +16,61 @@ impl std::fmt::Display for TopicError {
     }
 }
 
+/// Characters of a bad topic or pattern quoted in an error message (head and tail).
+const QUOTE_HEAD: usize = 60;
+const QUOTE_TAIL: usize = 30;
+
+/// `s` quoted for an error message: at most about 100 characters of it.
+pub fn quote(s: &str) -> String {
+    let n = s.chars().count();
+    if n <= QUOTE_HEAD + QUOTE_TAIL + 10 {
+        return format!("{s:?}");
+    }
+    let head: String = s.chars().take(QUOTE_HEAD).collect();
+    let tail: String = s.chars().skip(n - QUOTE_TAIL).collect();
+    format!("{head:?}...{tail:?} ({n} characters)")
+}
+
 fn check_tokens(s: &str, what: &str) -> Result<(), TopicError> {
     if s.is_empty() {
         return Err(TopicError(format!("{what} must not be empty")));
     }
     if s.chars().any(char::is_whitespace) {
         return Err(TopicError(format!(
-            "{what} {s:?} must not contain whitespace"
+            "{what} {} must not contain whitespace",
+            quote(s)
         )));
     }
     if s.split('.').any(str::is_empty) {
         return Err(TopicError(format!(
-            "{what} {s:?} has an empty token (leading, trailing or double dot)"
+            "{what} {} has an empty token (leading, trailing or double dot)",
+            quote(s)
         )));
     }
     Ok(())
 }
 
-/// A topic one publishes to: no wildcards.
+/// A topic one publishes to: no wildcard tokens (`foo*` is a literal token, `*` is not).
 pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
     check_tokens(topic, "topic")?;
-    if topic.split('.').any(|t| t.contains('*') || t.contains('>')) {
+    if topic.split('.').any(|t| t == "*" || t == ">") {
         return Err(TopicError(format!(
-            "topic {topic:?} contains a wildcard; wildcards are for subscription patterns"
+            "topic {} contains a wildcard token; wildcards are for subscription patterns",
+            quote(topic)
         )));
     }
     Ok(())
 }
 
-/// A subscription pattern: `*` and `>` only as whole tokens, `>` only last.
+/// A subscription pattern: `>` only as the last token.
 pub fn validate_pattern(pattern: &str) -> Result<(), TopicError> {
     check_tokens(pattern, "pattern")?;
-    let tokens: Vec<&str> = pattern.split('.').collect();
-    for (i, t) in tokens.iter().enumerate() {
-        let wild = t.contains('*') || t.contains('>');
-        if wild && *t != "*" && *t != ">" {
+    let mut tokens = pattern.split('.').peekable();
+    while let Some(t) = tokens.next() {
+        if t == ">" && tokens.peek().is_some() {
             return Err(TopicError(format!(
-                "pattern {pattern:?}: wildcards must be whole tokens, got {t:?}"
-            )));
-        }
-        if *t == ">" && i + 1 != tokens.len() {
-            return Err(TopicError(format!(
-                "pattern {pattern:?}: '>' must be the last token"
+                "pattern {}: '>' must be the last token",
+                quote(pattern)
             )));
         }
     }
@@ -75,23 +92,32 @@ pub fn matches(pattern: &str, topic: &str) -> bool {
     }
 }
 
-#[derive(Default)]
+type Id = usize;
+
 struct Node<T> {
-    children: HashMap<String, Node<T>>,
-    star: Option<Box<Node<T>>>,
+    children: HashMap<Box<str>, Id>,
+    star: Option<Id>,
     /// Values whose pattern ends here.
     here: Vec<T>,
     /// Values whose pattern ends with `>` right after this node.
     rest: Vec<T>,
+    parent: Option<(Id, Edge)>,
+}
+
+/// How a node hangs from its parent (to unlink it when it empties).
+enum Edge {
+    Literal(Box<str>),
+    Star,
 }
 
 impl<T> Node<T> {
-    fn new() -> Self {
+    fn new(parent: Option<(Id, Edge)>) -> Self {
         Node {
             children: HashMap::new(),
             star: None,
             here: Vec::new(),
             rest: Vec::new(),
+            parent,
         }
     }
 
@@ -103,9 +129,13 @@ impl<T> Node<T> {
     }
 }
 
+const ROOT: Id = 0;
+
 /// Patterns mapped to values, matched against topics by walking a token trie.
 pub struct TopicTree<T> {
-    root: Node<T>,
+    /// Slot 0 is the root; freed slots are None and listed in `free`.
+    nodes: Vec<Option<Node<T>>>,
+    free: Vec<Id>,
     len: usize,
 }
 
@@ -118,7 +148,8 @@ impl<T: Clone + PartialEq> Default for TopicTree<T> {
 impl<T: Clone + PartialEq> TopicTree<T> {
     pub fn new() -> Self {
         TopicTree {
-            root: Node::new(),
+            nodes: vec![Some(Node::new(None))],
+            free: Vec::new(),
             len: 0,
         }
     }
@@ -131,98 +162,146 @@ impl<T: Clone + PartialEq> TopicTree<T> {
         self.len == 0
     }
 
+    /// Nodes in use, the root included (1 when empty).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len() - self.free.len()
+    }
+
+    fn node(&self, id: Id) -> &Node<T> {
+        self.nodes[id].as_ref().expect("live node")
+    }
+
+    fn node_mut(&mut self, id: Id) -> &mut Node<T> {
+        self.nodes[id].as_mut().expect("live node")
+    }
+
+    fn alloc(&mut self, parent: Id, edge: Edge) -> Id {
+        let n = Some(Node::new(Some((parent, edge))));
+        match self.free.pop() {
+            Some(id) => {
+                self.nodes[id] = n;
+                id
+            }
+            None => {
+                self.nodes.push(n);
+                self.nodes.len() - 1
+            }
+        }
+    }
+
     /// `pattern` must be valid (see validate_pattern).
     pub fn insert(&mut self, pattern: &str, value: T) {
-        let mut node = &mut self.root;
+        let mut at = ROOT;
         let mut tokens = pattern.split('.').peekable();
         while let Some(tok) = tokens.next() {
             if tok == ">" {
-                node.rest.push(value);
+                self.node_mut(at).rest.push(value);
                 self.len += 1;
                 return;
             }
-            node = if tok == "*" {
-                node.star.get_or_insert_with(|| Box::new(Node::new()))
+            let next = if tok == "*" {
+                self.node(at).star
             } else {
-                node.children
-                    .entry(tok.to_string())
-                    .or_insert_with(Node::new)
+                self.node(at).children.get(tok).copied()
+            };
+            at = match next {
+                Some(id) => id,
+                None if tok == "*" => {
+                    let id = self.alloc(at, Edge::Star);
+                    self.node_mut(at).star = Some(id);
+                    id
+                }
+                None => {
+                    let id = self.alloc(at, Edge::Literal(tok.into()));
+                    self.node_mut(at).children.insert(tok.into(), id);
+                    id
+                }
             };
             if tokens.peek().is_none() {
-                node.here.push(value);
+                self.node_mut(at).here.push(value);
                 self.len += 1;
                 return;
             }
         }
     }
 
-    /// Removes one occurrence of `value` under `pattern`; true if it was there.
+    /// Removes one occurrence of `value` under `pattern`; true if it was there. Nodes left
+    /// empty are unlinked, bottom up.
     pub fn remove(&mut self, pattern: &str, value: &T) -> bool {
-        let tokens: Vec<&str> = pattern.split('.').collect();
-        let removed = Self::remove_in(&mut self.root, &tokens, value);
-        if removed {
-            self.len -= 1;
-        }
-        removed
-    }
-
-    fn remove_in(node: &mut Node<T>, tokens: &[&str], value: &T) -> bool {
-        let take = |v: &mut Vec<T>| match v.iter().position(|x| x == value) {
-            Some(i) => {
-                v.remove(i);
-                true
+        let mut at = ROOT;
+        let mut tokens = pattern.split('.').peekable();
+        let mut in_rest = false;
+        while let Some(tok) = tokens.next() {
+            if tok == ">" {
+                in_rest = true;
+                break;
             }
-            None => false,
-        };
-        let (tok, rest) = match tokens.split_first() {
-            Some(x) => x,
-            None => return false,
-        };
-        if *tok == ">" {
-            return take(&mut node.rest);
-        }
-        let child: Option<&mut Node<T>> = if *tok == "*" {
-            node.star.as_deref_mut()
-        } else {
-            node.children.get_mut(*tok)
-        };
-        let Some(child) = child else { return false };
-        let removed = if rest.is_empty() {
-            take(&mut child.here)
-        } else {
-            Self::remove_in(child, rest, value)
-        };
-        if removed && child.is_empty() {
-            if *tok == "*" {
-                node.star = None;
+            let next = if tok == "*" {
+                self.node(at).star
             } else {
-                node.children.remove(*tok);
+                self.node(at).children.get(tok).copied()
+            };
+            let Some(id) = next else { return false };
+            at = id;
+            if tokens.peek().is_none() {
+                break;
             }
         }
-        removed
+        let list = if in_rest {
+            &mut self.node_mut(at).rest
+        } else {
+            &mut self.node_mut(at).here
+        };
+        let Some(i) = list.iter().position(|x| x == value) else {
+            return false;
+        };
+        list.remove(i);
+        self.len -= 1;
+        while at != ROOT && self.node(at).is_empty() {
+            let node = self.nodes[at].take().expect("live node");
+            self.free.push(at);
+            let (parent, edge) = node.parent.expect("non-root has a parent");
+            let p = self.node_mut(parent);
+            match edge {
+                Edge::Star => p.star = None,
+                Edge::Literal(k) => {
+                    p.children.remove(&k);
+                }
+            }
+            at = parent;
+        }
+        if self.node_count() == 1 {
+            // Everything is gone: give the arena's memory back.
+            self.nodes.truncate(1);
+            self.nodes.shrink_to(16);
+            self.free.clear();
+            self.free.shrink_to(16);
+        }
+        true
     }
 
     /// Every value whose pattern matches `topic` (valid, no wildcards), in no particular order.
     pub fn matching(&self, topic: &str) -> Vec<T> {
         let tokens: Vec<&str> = topic.split('.').collect();
         let mut out = Vec::new();
-        Self::collect(&self.root, &tokens, &mut out);
+        // (node, index of the next token to match)
+        let mut stack = vec![(ROOT, 0usize)];
+        while let Some((id, i)) = stack.pop() {
+            let node = self.node(id);
+            let Some(tok) = tokens.get(i) else {
+                out.extend(node.here.iter().cloned());
+                continue;
+            };
+            // `>` needs at least one more token, which `tok` is.
+            out.extend(node.rest.iter().cloned());
+            if let Some(&c) = node.children.get(*tok) {
+                stack.push((c, i + 1));
+            }
+            if let Some(s) = node.star {
+                stack.push((s, i + 1));
+            }
+        }
         out
-    }
-
-    fn collect(node: &Node<T>, tokens: &[&str], out: &mut Vec<T>) {
-        let Some((tok, rest)) = tokens.split_first() else {
-            out.extend(node.here.iter().cloned());
-            return;
-        };
-        // `>` needs at least one more token, which `tok` is.
-        out.extend(node.rest.iter().cloned());
-        if let Some(child) = node.children.get(*tok) {
-            Self::collect(child, rest, out);
-        }
-        if let Some(star) = &node.star {
-            Self::collect(star, rest, out);
-        }
     }
 }
 
@@ -236,13 +315,18 @@ mod tests {
             validate_topic(ok).unwrap();
             validate_pattern(ok).unwrap();
         }
-        for bad in ["", ".", "a.", ".a", "a..b", "a b", "a.*", "a.>", "a*"] {
+        for bad in ["", ".", "a.", ".a", "a..b", "a b", "a.*", "a.>", "*", ">"] {
             assert!(validate_topic(bad).is_err(), "{bad:?}");
         }
-        for ok in ["*", ">", "a.*", "a.>", "*.b.>", "*.*"] {
+        for ok in [
+            "*", ">", "a.*", "a.>", "*.b.>", "*.*", "a*", "*a", "a.>>", "foo.>bar",
+        ] {
             validate_pattern(ok).unwrap();
         }
-        for bad in ["", "a.>.b", ">.a", "a*", "a.b*", "a.>>", "a..>"] {
+        for ok in ["a*", "*a", "a.>>", "foo.>bar", "foo.***.bar"] {
+            validate_topic(ok).unwrap();
+        }
+        for bad in ["", "a.>.b", ">.a", "a..>", "a.>.>"] {
             assert!(validate_pattern(bad).is_err(), "{bad:?}");
         }
     }
@@ -297,6 +381,56 @@ mod tests {
             assert!(!tree.remove(p, &i));
         }
         assert!(tree.is_empty());
-        assert!(tree.root.is_empty());
+        assert_eq!(tree.node_count(), 1, "every node but the root was unlinked");
+    }
+
+    #[test]
+    fn literal_tokens_with_wildcard_characters() {
+        let mut tree = TopicTree::new();
+        tree.insert("foo.*-", 1);
+        tree.insert("foo.>-", 2);
+        tree.insert("*bar", 3);
+        assert!(tree.matching("foo.bar").is_empty());
+        assert_eq!(tree.matching("foo.*-"), vec![1]);
+        assert_eq!(tree.matching("foo.>-"), vec![2]);
+        assert_eq!(tree.matching("*bar"), vec![3]);
+        assert!(tree.matching("xbar").is_empty());
+        assert!(matches("*bar", "*bar") && !matches("*bar", "xbar"));
+    }
+
+    #[test]
+    fn deep_patterns_need_no_recursion() {
+        // On a small stack: recursion over 100,000 tokens would overflow it.
+        std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(|| {
+                let deep: String = vec!["t"; 100_000].join(".");
+                let mut tree = TopicTree::new();
+                tree.insert(&deep, 1);
+                let stars: String = vec!["*"; 100_000].join(".");
+                tree.insert(&stars, 2);
+                let mut got = tree.matching(&deep);
+                got.sort_unstable();
+                assert_eq!(got, vec![1, 2]);
+                assert!(tree.remove(&deep, &1));
+                assert_eq!(tree.matching(&deep), vec![2]);
+                drop(tree); // dropping a deep tree recurses in no destructor
+                let mut t2 = TopicTree::new();
+                t2.insert(&deep, 3);
+                assert!(t2.remove(&deep, &3));
+                assert_eq!(t2.node_count(), 1);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn error_messages_quote_a_bounded_part() {
+        let long = format!("{}..x", "y".repeat(10_000));
+        let e = validate_pattern(&long).unwrap_err();
+        assert!(e.0.len() < 200, "{}", e.0);
+        assert!(e.0.contains("10003 characters"), "{}", e.0);
+        assert_eq!(quote("a.b"), "\"a.b\"");
     }
 }

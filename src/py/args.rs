@@ -14,6 +14,12 @@ pub struct Count(i128);
 
 impl Count {
     pub const ONE: Count = Count(1);
+    pub const ZERO: Count = Count(0);
+
+    /// A default value for a signature.
+    pub const fn of(v: i64) -> Count {
+        Count(v as i128)
+    }
 
     /// A default value for a signature.
     pub const fn of(v: u64) -> Count {

@@ -42,6 +42,12 @@ fn api(py: Python<'_>) -> PyResult<&Api> {
     })
 }
 
+/// Looks the Future class up at module init, so no submit ever imports (an import can release
+/// the GIL, which a daemon thread must not do inside a Rust frame during exit).
+pub fn init(py: Python<'_>) -> PyResult<()> {
+    api(py).map(|_| ())
+}
+
 /// A fresh PENDING future, built without running `__init__` (it only sets `_state`).
 pub fn new_future(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     let a = api(py)?;

@@ -263,9 +263,16 @@ struct Source {
     buffersize: usize,
 }
 
-/// The iterator WorkerPool.map returns.
-#[pyclass(module = "chanpool", name = "MapIterator")]
+/// The iterator WorkerPool.map returns. Like a generator, one thread at a time: a second
+/// thread calling in while the first is inside gets a ValueError instead of waiting.
+#[pyclass(module = "chanpool", name = "MapIterator", frozen)]
 pub struct MapIterator {
+    state: std::mem::ManuallyDrop<Mutex<MapState>>,
+    /// Fork generation: in a child the state (and its locks) belong to the parent's threads.
+    gen: u64,
+}
+
+pub struct MapState {
     shared: Arc<MapShared>,
     /// The inbox's previous buffer, swapped back in to keep its allocation.
     spare: Vec<Item>,
@@ -298,6 +305,25 @@ pub fn start(
     chunksize: usize,
     buffersize: Option<usize>,
 ) -> PyResult<MapIterator> {
+    Ok(MapIterator {
+        state: std::mem::ManuallyDrop::new(Mutex::new(start_state(
+            py, core, ext, func, iterables, deadline, chunksize, buffersize,
+        )?)),
+        gen: runtime::generation(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_state(
+    py: Python<'_>,
+    core: &Arc<CorePool>,
+    ext: &Arc<Ext>,
+    func: &Bound<'_, PyAny>,
+    iterables: &Bound<'_, PyTuple>,
+    deadline: Option<Instant>,
+    chunksize: usize,
+    buffersize: Option<usize>,
+) -> PyResult<MapState> {
     let star = iterables.len() != 1;
     let iter = if star {
         py.import("builtins")?
@@ -307,7 +333,7 @@ pub fn start(
     } else {
         iterables.get_item(0)?.try_iter()?
     };
-    let mut it = MapIterator {
+    let mut it = MapState {
         shared: Arc::new(MapShared {
             cancelled: AtomicBool::new(false),
             ext: Arc::clone(ext),
@@ -350,7 +376,7 @@ pub fn start(
     Ok(it)
 }
 
-impl MapIterator {
+impl MapState {
     /// Like Executor.map: all input is read and queued before map() returns.
     fn start_eager(
         &mut self,
@@ -481,7 +507,7 @@ impl MapIterator {
                 return Err(errors::timeout_error(py));
             };
             let shared = &self.shared;
-            py.detach(|| {
+            runtime::detach(py, || {
                 let mut g = shared.inbox.lock();
                 if g.items.is_empty() && !g.runners_done {
                     g.waiting = true;
@@ -519,13 +545,8 @@ impl MapIterator {
     }
 }
 
-#[pymethods]
-impl MapIterator {
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+impl MapState {
+    fn next(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         if self.done {
             return Ok(None);
         }
@@ -543,22 +564,60 @@ impl MapIterator {
             }
         }
     }
+}
+
+impl MapIterator {
+    /// The state, for the one thread inside; never waits for it while attached.
+    fn enter(&self) -> PyResult<crate::core::sync::MutexGuard<'_, MapState>> {
+        runtime::check_process(self.gen, "map iterator")?;
+        self.state
+            .try_lock()
+            .ok_or_else(|| pyo3::exceptions::PyValueError::new_err("MapIterator already executing"))
+    }
+}
+
+#[pymethods]
+impl MapIterator {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.enter()?.next(py)
+    }
 
     /// Stops the iteration and cancels the items that have not started.
-    fn close(&mut self) {
-        self.finish();
+    fn close(&self) -> PyResult<()> {
+        self.enter()?.finish();
+        Ok(())
     }
 
     fn __traverse__(&self, visit: pyo3::gc::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        visit.call(&self.func)?;
-        if let Some(s) = &self.source {
-            visit.call(&s.iter)?;
+        if self.gen != runtime::generation() {
+            return Ok(());
+        }
+        if let Some(st) = self.state.try_lock() {
+            visit.call(&st.func)?;
+            if let Some(s) = &st.source {
+                visit.call(&s.iter)?;
+            }
         }
         Ok(())
     }
 }
 
 impl Drop for MapIterator {
+    fn drop(&mut self) {
+        if self.gen == runtime::generation() {
+            // SAFETY: dropped exactly once, here, and never used after.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.state) }
+        }
+        // Otherwise created before fork(): its locks may be held by the parent's threads, so
+        // the state is leaked rather than touched.
+    }
+}
+
+impl Drop for MapState {
     fn drop(&mut self) {
         if self.started {
             self.shared.cancelled.store(true, Ordering::Relaxed);

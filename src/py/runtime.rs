@@ -1,10 +1,20 @@
 //! Process-wide rules every binding follows: stop native workers before the interpreter
 //! finalizes, refuse objects inherited across fork(), and wait in slices so Ctrl-C gets through.
+//!
+//! Exit happens in stages. `_threading_exit` (threading's own exit hooks, where
+//! ThreadPoolExecutor joins its workers) stops the pools that ask for it: queued work runs, new
+//! submits fail. `_shutdown_all` (atexit) then stops everything else and sets EXITING; once it
+//! is done, FINAL. A thread that re-attaches after that could be killed by CPython with
+//! pthread_exit, whose unwinding aborts the process when it meets Rust frames, so every detached
+//! wait goes through [`detach`]: a thread that finishes its wait when it must not re-attach
+//! (EXITING for foreign threads other than main, FINAL or `Py_IsFinalizing` for all but main)
+//! parks forever, as CPython 3.14 parks daemon threads. The hooks wait until no thread is
+//! between that check and its re-attach.
 
 use crate::core::sync::Mutex;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -15,6 +25,12 @@ pub const SLICE: Duration = Duration::from_millis(20);
 pub trait Stoppable: Send + Sync {
     /// Called attached, at interpreter exit: cancel queued work, then join workers detached.
     fn stop_for_exit(&self, py: Python<'_>);
+
+    /// Whether to stop at threading's exit (before atexit hooks run), as
+    /// ThreadPoolExecutor does, rather than in the atexit hook.
+    fn stops_early(&self) -> bool {
+        false
+    }
 }
 
 type Registry = Vec<Weak<dyn Stoppable>>;
@@ -22,6 +38,14 @@ type Registry = Vec<Weak<dyn Stoppable>>;
 static REGISTRY: Mutex<Registry> = Mutex::new(Vec::new());
 static FORK_GEN: AtomicU64 = AtomicU64::new(0);
 static EXITING: AtomicBool = AtomicBool::new(false);
+/// threading's exit hooks ran: pools refuse work "after interpreter shutdown".
+static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// The exit hooks are done (or gave up on a Ctrl-C): no thread but main may attach again.
+static FINAL: AtomicBool = AtomicBool::new(false);
+/// An exit join was interrupted: later stops do not wait again.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Threads between "may I re-attach?" and having re-attached.
+static REATTACHING: AtomicUsize = AtomicUsize::new(0);
 
 pub fn register(obj: &Arc<dyn Stoppable>) {
     let mut reg = REGISTRY.lock();
@@ -38,6 +62,11 @@ pub fn exiting() -> bool {
     EXITING.load(Ordering::Acquire)
 }
 
+/// ThreadPoolExecutor's "interpreter shutdown": set from threading's exit hooks on.
+pub fn interpreter_shutdown() -> bool {
+    SHUTDOWN.load(Ordering::Acquire) || exiting()
+}
+
 pub fn check_process(gen: u64, what: &str) -> PyResult<()> {
     if gen != generation() {
         return Err(PyRuntimeError::new_err(format!(
@@ -48,14 +77,161 @@ pub fn check_process(gen: u64, what: &str) -> PyResult<()> {
     Ok(())
 }
 
-/// atexit hook: stops everything that is still running.
+fn live_objects(early_only: bool) -> Vec<Arc<dyn Stoppable>> {
+    REGISTRY
+        .lock()
+        .iter()
+        .filter_map(Weak::upgrade)
+        .filter(|o| !early_only || o.stops_early())
+        .collect()
+}
+
+/// threading's exit hook (ThreadPoolExecutor's moment): stops the pools, letting queued work
+/// run. A Ctrl-C while it waits is raised from here (CPython reports it and goes on exiting).
 #[pyfunction]
-pub fn _shutdown_all(py: Python<'_>) {
-    EXITING.store(true, Ordering::Release);
-    let live: Vec<Arc<dyn Stoppable>> = REGISTRY.lock().iter().filter_map(Weak::upgrade).collect();
-    for obj in live {
+pub fn _threading_exit(py: Python<'_>) -> PyResult<()> {
+    SHUTDOWN.store(true, Ordering::SeqCst);
+    for obj in live_objects(true) {
         obj.stop_for_exit(py);
     }
+    take_exit_interrupt()
+}
+
+/// atexit hook: stops everything that is still running, then closes the door on re-attaching.
+#[pyfunction]
+pub fn _shutdown_all(py: Python<'_>) -> PyResult<()> {
+    SHUTDOWN.store(true, Ordering::SeqCst);
+    EXITING.store(true, Ordering::SeqCst);
+    settle_reattaching(py);
+    for obj in live_objects(false) {
+        obj.stop_for_exit(py);
+    }
+    FINAL.store(true, Ordering::SeqCst);
+    settle_reattaching(py);
+    take_exit_interrupt()
+}
+
+static EXIT_INTERRUPT: Mutex<Option<PyErr>> = Mutex::new(None);
+
+fn take_exit_interrupt() -> PyResult<()> {
+    match EXIT_INTERRUPT.lock().take() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Waits, detached, until every thread that passed the re-attach check has re-attached; the
+/// ones checking later see the flag just set and park.
+fn settle_reattaching(py: Python<'_>) {
+    if REATTACHING.load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    py.detach(|| {
+        while REATTACHING.load(Ordering::SeqCst) != 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+}
+
+/// The exit hooks' join: `join(slice)` until it returns true, checking for Ctrl-C between
+/// slices (the hooks run on the main thread). False when interrupted, now or by an earlier
+/// stop; the interrupt is re-raised when the hook returns.
+pub fn exit_join(py: Python<'_>, join: impl Fn(Duration) -> bool + Send + Sync) -> bool {
+    loop {
+        if INTERRUPTED.load(Ordering::Acquire) {
+            return false;
+        }
+        if py.detach(|| join(SLICE)) {
+            return true;
+        }
+        if let Err(e) = py.check_signals() {
+            INTERRUPTED.store(true, Ordering::Release);
+            FINAL.store(true, Ordering::SeqCst);
+            *EXIT_INTERRUPT.lock() = Some(e);
+            return false;
+        }
+    }
+}
+
+/// Whether the interpreter is finalizing (`Py_IsFinalizing`, public from 3.13, looked up at
+/// run time since the abi3 floor is 3.11). Safe to call without an attached thread.
+pub fn py_finalizing() -> bool {
+    type IsFinalizing = unsafe extern "C" fn() -> std::os::raw::c_int;
+    static FUNC: std::sync::OnceLock<Option<IsFinalizing>> = std::sync::OnceLock::new();
+    let f = FUNC.get_or_init(|| {
+        for name in [c"Py_IsFinalizing", c"_Py_IsFinalizing"] {
+            // SAFETY: dlsym with RTLD_DEFAULT only looks a symbol up; both names are
+            // `int (void)` functions in every CPython that has them.
+            let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+            if !p.is_null() {
+                return Some(unsafe { std::mem::transmute::<*mut libc::c_void, IsFinalizing>(p) });
+            }
+        }
+        None
+    });
+    // SAFETY: the function reads the runtime's finalizing flag atomically.
+    f.is_some_and(|f| unsafe { f() } != 0)
+}
+
+/// Whether a thread that is not the main thread may attach now (see the module doc).
+fn may_attach() -> bool {
+    if FINAL.load(Ordering::SeqCst) || py_finalizing() {
+        return false;
+    }
+    !EXITING.load(Ordering::SeqCst) || crate::core::pool::in_pool_thread()
+}
+
+fn park_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Marks the calling thread as about to attach; parks it forever when it must not. Pair with
+/// [`attached`] once attached.
+fn before_attach() {
+    REATTACHING.fetch_add(1, Ordering::SeqCst);
+    if !may_attach() {
+        REATTACHING.fetch_sub(1, Ordering::SeqCst);
+        park_forever();
+    }
+}
+
+fn attached() {
+    REATTACHING.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// `py.detach(f)` for every wait a thread can be in at exit: the main thread re-attaches as
+/// usual; any other thread re-attaches only while that is safe, else parks forever.
+pub fn detach<R, F>(py: Python<'_>, f: F) -> R
+where
+    R: Send,
+    F: FnOnce() -> R + Send,
+{
+    if on_main_thread() {
+        return py.detach(f);
+    }
+    let r = py.detach(|| {
+        let r = f();
+        before_attach();
+        r
+    });
+    attached();
+    r
+}
+
+/// `Python::attach` for a native thread starting to run Python: None (without attaching)
+/// when the interpreter is exiting past the point where that is safe.
+pub fn attach_native<R>(f: impl FnOnce(Python<'_>) -> R) -> Option<R> {
+    REATTACHING.fetch_add(1, Ordering::SeqCst);
+    if !may_attach() {
+        REATTACHING.fetch_sub(1, Ordering::SeqCst);
+        return None;
+    }
+    Some(Python::attach(|py| {
+        attached();
+        f(py)
+    }))
 }
 
 thread_local! {
@@ -86,6 +262,11 @@ pub fn _after_fork_child() {
         }
     });
     FORK_GEN.fetch_add(1, Ordering::AcqRel);
+    // The thread that forked is the child's main thread (threading agrees after fork).
+    // SAFETY: a plain query of the calling thread's identifier.
+    let me = unsafe { pyo3::ffi::PyThread_get_thread_ident() } as u64;
+    MAIN_IDENT.store(me, Ordering::Release);
+    REATTACHING.store(0, Ordering::SeqCst);
 }
 
 /// Remaining time until `deadline`, capped at one slice; None when it has passed.
@@ -122,9 +303,15 @@ pub fn deadline_from(timeout: Option<f64>) -> PyResult<Option<Instant>> {
 /// program set one, else the platform's default for a new thread (what a `threading.Thread`
 /// gets: 8 MiB on Linux), never Rust's 2 MiB, so tasks recurse as deep as on Python threads.
 pub fn thread_stack_size(py: Python<'_>) -> usize {
-    let set = py
-        .import("threading")
-        .and_then(|t| t.call_method0("stack_size"))
+    // Looked up once (at module init): an import can release the GIL, which a daemon thread
+    // must not do inside a Rust frame while the interpreter exits.
+    let set = STACK_SIZE_FN
+        .get_or_try_init(py, || {
+            py.import("threading")
+                .and_then(|t| t.getattr("stack_size"))
+                .map(Bound::unbind)
+        })
+        .and_then(|f| f.bind(py).call0())
         .and_then(|s| s.extract::<usize>())
         .unwrap_or(0);
     if set > 0 {
@@ -158,9 +345,13 @@ pub fn platform_stack_size() -> usize {
 }
 
 static MAIN_IDENT: AtomicU64 = AtomicU64::new(0);
+static STACK_SIZE_FN: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
 
-/// Remembers which thread is Python's main thread (the only one that sees signals).
+/// Remembers which thread is Python's main thread (the only one that sees signals), and
+/// looks up what later calls need, so they never import.
 pub fn init_main_thread(py: Python<'_>) -> PyResult<()> {
+    let _ = thread_stack_size(py);
+    let _ = py_finalizing();
     let ident: u64 = py
         .import("threading")?
         .call_method0("main_thread")?
@@ -170,7 +361,7 @@ pub fn init_main_thread(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
-fn on_main_thread() -> bool {
+pub fn on_main_thread() -> bool {
     // SAFETY: a plain query of the calling thread's identifier.
     let me = unsafe { pyo3::ffi::PyThread_get_thread_ident() } as u64;
     me == MAIN_IDENT.load(Ordering::Acquire)
@@ -186,7 +377,7 @@ where
 {
     let main = on_main_thread();
     let mut err: Option<PyErr> = None;
-    let r = py.detach(|| {
+    let r = detach(py, || {
         let mut hook = || {
             if !main {
                 return false;

@@ -1,19 +1,25 @@
 //! Channel, select and fan_in for Python. Values are Python objects moved between threads; an
 //! operation that can complete at once does so while holding the GIL (a lock and a deque push,
-//! far cheaper than releasing and re-taking the GIL); one that must wait releases the GIL and
-//! stays interruptible by Ctrl-C. A Channel is also a queue.Queue (put/get/task_done/join/
-//! shutdown), raising the queue module's exceptions.
+//! far cheaper than releasing and re-taking the GIL); one that must wait releases the GIL through
+//! `runtime::wait_detached` and stays interruptible by Ctrl-C. A Channel is also a queue.Queue
+//! (put/get/task_done/join/shutdown, an assignable maxsize), raising the queue module's
+//! exceptions.
 
-use crate::core::channel::{self as core, Capacity, Case, Selected, TryRecv, TrySend};
-use crate::core::wait::{never, Hook, Stop};
+mod close;
+mod multi;
+
+pub use multi::{fan_in, select};
+
+use crate::core::channel::{self as core, Capacity, TryRecv, TrySend};
+use crate::core::wait::{Hook, Stop};
+use crate::py::args::{Count, Truthy};
 use crate::py::errors;
 use crate::py::runtime;
-use pyo3::exceptions::{
-    PyBaseException, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError,
-};
+use close::{ended, put_closed, send_closed, stopped};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyInt, PyTuple, PyType};
+use pyo3::types::{PyBool, PyInt, PyType};
 use pyo3::PyTraverseError;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,7 +61,7 @@ impl ChanInner {
     }
 
     /// First use in a fork child: the threads that were blocked on the channel do not exist
-    /// here, so their waits are forgotten (their unbuffered sends' values dropped); what was
+    /// here, so their waits are forgotten (their blocked sends' values dropped); what was
     /// buffered stays. A fan_in output is closed: its forwarder thread does not exist either.
     #[cold]
     fn enter_generation(&self, py: Python<'_>) -> PyResult<()> {
@@ -106,10 +112,7 @@ impl ChanInner {
 
     /// The exception for a receive on a closed, drained channel.
     fn ended(&self, py: Python<'_>) -> PyErr {
-        match self.core.close_reason() {
-            Some(e) => PyErr::from_value(e.bind(py).clone()),
-            None => errors::closed(py, "the channel is closed"),
-        }
+        ended(py, self.core.close_reason().as_deref())
     }
 }
 
@@ -120,22 +123,6 @@ where
     F: FnOnce(Hook<'_>) -> R + Send,
 {
     runtime::wait_detached(py, f)
-}
-
-fn stopped(stop: Stop, signal: Option<PyErr>, what: &str) -> PyErr {
-    match stop {
-        Stop::Interrupted => signal.unwrap_or_else(|| PyTimeoutError::new_err("interrupted")),
-        Stop::Timeout => PyTimeoutError::new_err(format!("{what} timed out")),
-        Stop::Closed => PyRuntimeError::new_err(format!("{what}: the channel is closed")),
-    }
-}
-
-fn send_closed(py: Python<'_>) -> PyErr {
-    errors::closed(py, "send on a closed channel")
-}
-
-fn put_closed(py: Python<'_>) -> PyErr {
-    errors::closed(py, "put() on a shut-down queue")
 }
 
 fn capacity_of(cap: &Bound<'_, PyAny>, what: &str) -> PyResult<Capacity> {
@@ -169,6 +156,7 @@ impl FromPyObject<'_, '_> for CapArg {
     }
 }
 
+/// queue.Queue's timeout rule: a negative one is an error (Go's API: it only tries).
 fn queue_timeout(timeout: Option<f64>) -> PyResult<Option<Instant>> {
     if timeout.is_some_and(|t| t < 0.0) {
         return Err(PyValueError::new_err(
@@ -195,6 +183,8 @@ impl Drop for Channel {
 }
 
 impl Channel {
+    /// A blocking send, detached. A value that could not be sent is dropped here, attached; a
+    /// pending signal's exception is restored for the caller (see `wait_error`).
     fn send_wait(
         &self,
         py: Python<'_>,
@@ -203,25 +193,38 @@ impl Channel {
     ) -> Result<(), Stop> {
         let core = &self.inner.core;
         let (r, sig) = wait(py, |hook| core.send(item, deadline, hook));
-        match r {
+        let r = match r {
             Ok(()) => Ok(()),
             Err((stop, item)) => {
                 drop(item);
-                if let Some(e) = sig {
-                    e.restore(py);
-                }
                 Err(stop)
             }
+        };
+        match sig {
+            // Interrupted as the send completed: the value went; the Ctrl-C is still raised.
+            Some(e) => {
+                e.restore(py);
+                Err(Stop::Interrupted)
+            }
+            None => r,
         }
     }
 
+    /// A blocking receive, detached. A value received just as the wait was interrupted goes
+    /// back to the channel (the next receiver gets it) and the signal's exception is raised.
     fn recv_wait(&self, py: Python<'_>, deadline: Option<Instant>) -> Result<Value, Stop> {
         let core = &self.inner.core;
         let (r, sig) = wait(py, |hook| core.recv(deadline, hook));
-        if let (Err(_), Some(e)) = (&r, sig) {
-            e.restore(py);
+        match (r, sig) {
+            (r, None) => r,
+            (r, Some(e)) => {
+                if let Ok(v) = r {
+                    core.put_back(v);
+                }
+                e.restore(py);
+                Err(Stop::Interrupted)
+            }
         }
-        r
     }
 }
 
@@ -262,7 +265,7 @@ impl Channel {
             Err(TrySend::Closed(_)) => Err(send_closed(py)),
             Err(TrySend::Full(item)) => match self.send_wait(py, item, deadline) {
                 Ok(()) => Ok(()),
-                Err(Stop::Closed) => Err(PyErr::take(py).unwrap_or_else(|| send_closed(py))),
+                Err(Stop::Closed) => Err(send_closed(py)),
                 Err(stop) => Err(wait_error(py, stop, "send")),
             },
         }
@@ -284,8 +287,8 @@ impl Channel {
         }
     }
 
-    /// Sends only if that needs no waiting (unbuffered: a receiver is blocked in recv());
-    /// False otherwise.
+    /// Sends only if that needs no waiting (room, or a receiver waiting: a plain recv() or a
+    /// select); False otherwise.
     fn try_send(&self, py: Python<'_>, item: Value) -> PyResult<bool> {
         match self.inner.core(py)?.try_send(item) {
             Ok(()) => Ok(true),
@@ -294,8 +297,8 @@ impl Channel {
         }
     }
 
-    /// (value, True) if one was ready, else (None, False); raises like recv() once the channel
-    /// is closed and drained.
+    /// (value, True) if one was ready (buffered, or a waiting sender's), else (None, False);
+    /// raises like recv() once the channel is closed and drained.
     fn try_recv(&self, py: Python<'_>) -> PyResult<(Option<Value>, bool)> {
         match self.inner.core(py)?.try_recv() {
             Ok(v) => Ok((Some(v), true)),
@@ -308,22 +311,11 @@ impl Channel {
     /// chanpool.Closed (or `error`, if given). Returns False if it was already closed.
     #[pyo3(signature = (error=None))]
     fn close(&self, py: Python<'_>, error: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
-        let error = match error.filter(|e| !e.is_none()) {
+        let reason = match error.filter(|e| !e.is_none()) {
             None => None,
-            Some(e) => {
-                let is_exc = e.is_instance_of::<PyBaseException>()
-                    || e.cast::<PyType>()
-                        .is_ok_and(|t| t.is_subclass_of::<PyBaseException>().unwrap_or(false));
-                if !is_exc {
-                    return Err(PyTypeError::new_err(format!(
-                        "error must be an exception instance or class, got {}",
-                        e.get_type().name()?
-                    )));
-                }
-                Some(e.clone().unbind())
-            }
+            Some(e) => Some(close::close_reason(e)?),
         };
-        Ok(self.inner.core(py)?.close_with(error))
+        Ok(self.inner.core(py)?.close_with(reason))
     }
 
     #[getter]
@@ -413,8 +405,45 @@ impl Channel {
         self.capacity().unwrap_or(0)
     }
 
-    #[pyo3(signature = (item, block=true, timeout=None))]
-    fn put(&self, py: Python<'_>, item: Value, block: bool, timeout: Option<f64>) -> PyResult<()> {
+    /// As queue.Queue: `maxsize = n` bounds the channel at n, or unbounds it for n <= 0; what
+    /// is queued stays, and blocked puts go in if there is room now.
+    #[setter]
+    fn set_maxsize(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let n: Count = value.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "maxsize must be an int, got {}",
+                value
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        let cap = match n.at_least(1, "maxsize") {
+            Ok(n) => usize::try_from(n).map_or(Capacity::Unbounded, Capacity::Bounded),
+            Err(_) if n.below(1) => Capacity::Unbounded,
+            // Too large to matter: no bound.
+            Err(_) => Capacity::Unbounded,
+        };
+        self.inner.core(py)?.set_capacity(cap);
+        Ok(())
+    }
+
+    /// queue.Queue's count of items put and not yet marked done with task_done().
+    #[getter]
+    fn unfinished_tasks(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.inner.core(py)?.unfinished())
+    }
+
+    #[pyo3(signature = (item, block=Truthy(true), timeout=None), text_signature = "($self, item, block=True, timeout=None)")]
+    fn put(
+        &self,
+        py: Python<'_>,
+        item: Value,
+        block: Truthy,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let block = block.0;
         let deadline = if block { queue_timeout(timeout)? } else { None };
         match self.inner.core(py)?.try_send(item) {
             Ok(()) => Ok(()),
@@ -429,8 +458,9 @@ impl Channel {
         }
     }
 
-    #[pyo3(signature = (block=true, timeout=None))]
-    fn get(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<Value> {
+    #[pyo3(signature = (block=Truthy(true), timeout=None), text_signature = "($self, block=True, timeout=None)")]
+    fn get(&self, py: Python<'_>, block: Truthy, timeout: Option<f64>) -> PyResult<Value> {
+        let block = block.0;
         let deadline = if block { queue_timeout(timeout)? } else { None };
         match self.inner.core(py)?.try_recv() {
             Ok(v) => Ok(v),
@@ -446,11 +476,11 @@ impl Channel {
     }
 
     fn put_nowait(&self, py: Python<'_>, item: Value) -> PyResult<()> {
-        self.put(py, item, false, None)
+        self.put(py, item, Truthy(false), None)
     }
 
     fn get_nowait(&self, py: Python<'_>) -> PyResult<Value> {
-        self.get(py, false, None)
+        self.get(py, Truthy(false), None)
     }
 
     fn qsize(&self, py: Python<'_>) -> PyResult<usize> {
@@ -485,11 +515,11 @@ impl Channel {
 
     /// queue.Queue.shutdown (3.13): put() fails from now on; get() fails once the queue is
     /// empty, or at once with immediate=True (which also discards what is queued).
-    #[pyo3(signature = (immediate=false))]
-    fn shutdown(&self, py: Python<'_>, immediate: bool) -> PyResult<()> {
+    #[pyo3(signature = (immediate=Truthy(false)), text_signature = "($self, immediate=False)")]
+    fn shutdown(&self, py: Python<'_>, immediate: Truthy) -> PyResult<()> {
         let core = self.inner.core(py)?;
         core.close();
-        if immediate {
+        if immediate.0 {
             drop(core.drain());
         }
         Ok(())
@@ -499,132 +529,4 @@ impl Channel {
     fn is_shutdown(&self, py: Python<'_>) -> PyResult<bool> {
         self.closed(py)
     }
-}
-
-/// Waits until one case can proceed and performs it. A case is a Channel (receive) or a
-/// (Channel, value) pair (send). Returns (index, value, ok): ok is False for a receive on a
-/// closed channel. With default=True it returns (None, None, False) at once if nothing is ready.
-#[pyfunction]
-#[pyo3(signature = (cases, *, timeout=None, default=false))]
-pub fn select<'py>(
-    py: Python<'py>,
-    cases: &Bound<'py, PyAny>,
-    timeout: Option<f64>,
-    default: bool,
-) -> PyResult<Bound<'py, PyTuple>> {
-    if default && timeout.is_some() {
-        return Err(PyValueError::new_err(
-            "select() takes a timeout or default=True, not both",
-        ));
-    }
-    let deadline = runtime::deadline_from(timeout)?;
-    let mut chans: Vec<Bound<'py, Channel>> = Vec::new();
-    let mut sends: Vec<Option<Value>> = Vec::new();
-    let not_a_case = || {
-        PyTypeError::new_err(
-            "a select case is a Channel (receive) or a (Channel, value) pair (send)",
-        )
-    };
-    for case in cases
-        .try_iter()
-        .map_err(|_| PyTypeError::new_err("select() takes an iterable of cases"))?
-    {
-        let case = case?;
-        if let Ok(ch) = case.cast::<Channel>() {
-            chans.push(ch.clone());
-            sends.push(None);
-            continue;
-        }
-        let pair = case.cast::<PyTuple>().map_err(|_| not_a_case())?;
-        if pair.len() != 2 {
-            return Err(not_a_case());
-        }
-        let ch = pair.get_item(0)?;
-        let ch = ch.cast::<Channel>().map_err(|_| not_a_case())?;
-        chans.push(ch.clone());
-        sends.push(Some(pair.get_item(1)?.unbind()));
-    }
-    if chans.is_empty() && !default {
-        return Err(PyValueError::new_err(
-            "select() needs at least one case (or default=True)",
-        ));
-    }
-    let mut cs: Vec<Case<'_, Value>> = Vec::with_capacity(chans.len());
-    for (ch, send) in chans.iter().zip(sends) {
-        cs.push(Case {
-            chan: ch.get().inner.core(py)?,
-            send,
-        });
-    }
-    let mut r = core::select(&mut cs, false, None, &mut never());
-    let mut sig = None;
-    if matches!(r, Ok(None)) && !default {
-        let cs = &mut cs;
-        (r, sig) = wait(py, move |hook| core::select(cs, true, deadline, hook));
-    }
-    // Unchosen send values are dropped here, attached.
-    drop(cs);
-    let none = || py.None().into_bound(py);
-    let t = |i: Option<usize>, v: Bound<'py, PyAny>, ok: bool| -> PyResult<Bound<'py, PyTuple>> {
-        let i = match i {
-            Some(i) => i.into_pyobject(py)?.into_any(),
-            None => none(),
-        };
-        PyTuple::new(py, [i, v, PyBool::new(py, ok).to_owned().into_any()])
-    };
-    match r {
-        Ok(None) => t(None, none(), false),
-        Ok(Some(Selected::Received(i, v))) => t(Some(i), v.into_bound(py), true),
-        Ok(Some(Selected::RecvClosed(i))) => t(Some(i), none(), false),
-        Ok(Some(Selected::Sent(i))) => t(Some(i), none(), true),
-        Ok(Some(Selected::SendClosed(i))) => Err(errors::closed(
-            py,
-            &format!("select case {i}: send on a closed channel"),
-        )),
-        Err(stop) => Err(stopped(stop, sig, "select")),
-    }
-}
-
-/// Merges channels into one that closes when all of them have closed (with the first close
-/// error among them, if any). Forwarding runs on one native thread per merge, without the GIL;
-/// it stops early if the output is closed or dropped.
-#[pyfunction]
-#[pyo3(signature = (*channels, capacity=CapArg(Capacity::Bounded(64))), text_signature = "(*channels, capacity=64)")]
-pub fn fan_in(
-    py: Python<'_>,
-    channels: &Bound<'_, PyTuple>,
-    capacity: CapArg,
-) -> PyResult<Channel> {
-    let cap = capacity.0;
-    let mut inputs = Vec::with_capacity(channels.len());
-    for c in channels.iter() {
-        let ch = c.cast::<Channel>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "fan_in() takes Channels, got {}",
-                c.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            ))
-        })?;
-        ch.get().inner.core(py)?;
-        inputs.push(Arc::clone(&ch.get().inner));
-    }
-    let out = ChanInner::new(cap, true);
-    if inputs.is_empty() {
-        out.core.close();
-    } else {
-        let fwd_out = Arc::clone(&out);
-        std::thread::Builder::new()
-            .name("chanpool-fan_in".into())
-            .spawn(move || {
-                let ins = inputs.iter().map(|c| &c.core).collect();
-                core::forward(ins, &fwd_out.core, &mut never());
-            })
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
-    }
-    Ok(Channel {
-        inner: out,
-        close_on_drop: true,
-    })
 }

@@ -1,0 +1,401 @@
+//! WorkerPool: the core pool adapted to Python as a drop-in for ThreadPoolExecutor.
+//!
+//! Each worker attaches to the interpreter once and runs queued jobs back to back while it holds
+//! the GIL; it lets go only to block on an empty queue. The submitting side never blocks while
+//! attached: a full bounded queue is waited on detached, in slices, so Ctrl-C gets through.
+
+mod worker;
+
+use worker::{cancel_queued, closed_error, default_workers, worker_main, Init};
+pub use worker::{enqueue, CallJob, CorePool, Ext, Task};
+
+use crate::core::pool::{Pool, Rejected, Worker};
+use crate::core::sync::{Mutex, RwLock};
+use crate::py::args::{Count, Truthy};
+
+use crate::py::future;
+use crate::py::map::{self, MapIterator};
+use crate::py::ratelimit::TokenBucket;
+use crate::py::runtime::{self, Stoppable, SLICE};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::PyTraverseError;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// A drop-in for concurrent.futures.ThreadPoolExecutor on native threads.
+#[pyclass(module = "chanpool", name = "WorkerPool", subclass, frozen)]
+pub struct WorkerPool {
+    core: Arc<CorePool>,
+    ext: Arc<Ext>,
+    gen: u64,
+    prefix: String,
+}
+
+impl WorkerPool {
+    fn check(&self, py: Python<'_>) -> PyResult<()> {
+        runtime::check_process(self.gen, "WorkerPool")?;
+        if self.core.is_closed() || runtime::interpreter_shutdown() {
+            return Err(closed_error(py, &self.ext));
+        }
+        Ok(())
+    }
+
+    fn make_call(
+        &self,
+        func: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<(Py<PyAny>, Task)> {
+        let py = func.py();
+        if !func.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "submit() needs a callable, got {}",
+                func.get_type().name()?
+            )));
+        }
+        self.check(py)?;
+        let fut = future::new_future(py)?.unbind();
+        let job = CallJob {
+            fut: fut.clone_ref(py),
+            func: func.clone().unbind(),
+            args: args.clone().unbind(),
+            kwargs: kwargs.filter(|k| !k.is_empty()).map(|k| k.clone().unbind()),
+        };
+        Ok((fut, Task::Call(job)))
+    }
+
+    fn shutdown_impl(&self, py: Python<'_>, wait: bool, cancel_futures: bool) -> PyResult<()> {
+        if self.gen != runtime::generation() {
+            return Ok(());
+        }
+        if cancel_futures {
+            self.ext.discard.store(true, Ordering::Release);
+        }
+        // Detached: close() waits for submits blocked on a full queue to give up their slice.
+        runtime::detach(py, || self.core.close());
+        if cancel_futures {
+            cancel_queued(py, &self.core);
+        }
+        if wait {
+            while !runtime::detach(py, || self.core.join(Some(SLICE))) {
+                py.check_signals()?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn core(&self) -> &Arc<CorePool> {
+        &self.core
+    }
+
+    pub fn ext(&self) -> &Arc<Ext> {
+        &self.ext
+    }
+}
+
+/// `rate_limit=`: a TokenBucket (shareable between pools), or calls per second (a bucket with
+/// burst 1, so calls are spread evenly).
+pub fn rate_limit_of(
+    py: Python<'_>,
+    limit: Option<Bound<'_, PyAny>>,
+) -> PyResult<Option<Py<TokenBucket>>> {
+    let Some(limit) = limit.filter(|l| !l.is_none()) else {
+        return Ok(None);
+    };
+    if let Ok(b) = limit.cast::<TokenBucket>() {
+        return Ok(Some(b.clone().unbind()));
+    }
+    if limit.is_instance_of::<pyo3::types::PyBool>()
+        || !(limit.is_instance_of::<pyo3::types::PyInt>()
+            || limit.is_instance_of::<pyo3::types::PyFloat>())
+    {
+        return Err(PyTypeError::new_err(format!(
+            "rate_limit must be a TokenBucket or a number of calls per second, got {}",
+            limit.get_type().name()?
+        )));
+    }
+    let bucket = py.get_type::<TokenBucket>().call1((limit, 1))?;
+    Ok(Some(bucket.cast_into::<TokenBucket>()?.unbind()))
+}
+
+#[pymethods]
+impl WorkerPool {
+    #[new]
+    #[pyo3(signature = (max_workers=None, *, queue_size=Count::ZERO, thread_name_prefix="", initializer=None, initargs=None, rate_limit=None),
+           text_signature = "(max_workers=None, *, queue_size=0, thread_name_prefix='', initializer=None, initargs=(), rate_limit=None)")]
+    fn new(
+        py: Python<'_>,
+        max_workers: Option<Count>,
+        queue_size: Count,
+        thread_name_prefix: &str,
+        initializer: Option<Bound<'_, PyAny>>,
+        initargs: Option<Bound<'_, PyAny>>,
+        rate_limit: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let max_workers = match max_workers {
+            None => default_workers(),
+            // ThreadPoolExecutor's message for 0 and below.
+            Some(n) if n.below(1) => {
+                return Err(PyValueError::new_err("max_workers must be greater than 0"))
+            }
+            Some(n) => usize::try_from(n.at_least(1, "max_workers")?)
+                .map_err(|_| PyValueError::new_err("max_workers is too large"))?,
+        };
+        let queue_size = usize::try_from(queue_size.at_least(0, "queue_size")?)
+            .map_err(|_| PyValueError::new_err("queue_size is too large"))?;
+        if thread_name_prefix.contains('\0') {
+            return Err(PyValueError::new_err(
+                "thread_name_prefix must not contain a NUL character",
+            ));
+        }
+        let rate = rate_limit_of(py, rate_limit)?;
+        let init = match initializer {
+            Some(f) if !f.is_none() => {
+                if !f.is_callable() {
+                    return Err(PyTypeError::new_err("initializer must be a callable"));
+                }
+                let args = match initargs {
+                    None => PyTuple::empty(py),
+                    // Any iterable, as ThreadPoolExecutor takes (it calls initializer(*initargs)).
+                    Some(a) => PyTuple::new(py, a.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
+                };
+                Some(Init {
+                    func: f.unbind(),
+                    args: args.unbind(),
+                })
+            }
+            _ => None,
+        };
+        let ext = Arc::new(Ext {
+            init: RwLock::new(init),
+            is_broken: AtomicBool::new(false),
+            discard: AtomicBool::new(false),
+            broken: Mutex::new(None),
+            core: OnceLock::new(),
+            rate,
+        });
+        let body_ext = Arc::clone(&ext);
+        let prefix = if thread_name_prefix.is_empty() {
+            format!("WorkerPool-{}", next_pool_id())
+        } else {
+            thread_name_prefix.to_string()
+        };
+        let core = Pool::new(
+            max_workers,
+            queue_size,
+            prefix.clone(),
+            move |w: Worker<Task>| worker_main(Arc::clone(&body_ext), w),
+        );
+        core.set_stack_size(runtime::thread_stack_size(py));
+        core.set_handoff(true);
+        let _ = ext.core.set(Arc::downgrade(&core));
+        let stoppable: Arc<dyn Stoppable> = ext.clone();
+        runtime::register(&stoppable);
+        // (Start and shutdown are logged by the Python class: logging can release the GIL,
+        // which a daemon thread must not do in here while the interpreter exits.)
+        Ok(WorkerPool {
+            core,
+            ext,
+            gen: runtime::generation(),
+            prefix,
+        })
+    }
+
+    /// Schedules fn(*args, **kwargs); returns a concurrent.futures.Future.
+    #[pyo3(signature = (r#fn, /, *args, **kwargs))]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        r#fn: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let (fut, task) = self.make_call(r#fn, args, kwargs)?;
+        enqueue(py, &self.core, &self.ext, task, 1)?;
+        Ok(fut)
+    }
+
+    /// Like submit, but returns None instead of waiting when the bounded queue is full.
+    #[pyo3(signature = (r#fn, /, *args, **kwargs))]
+    fn try_submit(
+        &self,
+        py: Python<'_>,
+        r#fn: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let (fut, task) = self.make_call(r#fn, args, kwargs)?;
+        match self.core.try_submit(task, 1) {
+            Ok(()) => Ok(Some(fut)),
+            Err(Rejected::Full(_)) => Ok(None),
+            Err(Rejected::Closed(_)) => Err(closed_error(py, &self.ext)),
+        }
+    }
+
+    /// Executor.map with Python 3.14 semantics; chunksize batches items into one job.
+    #[pyo3(signature = (r#fn, *iterables, timeout=None, chunksize=Count::ONE, buffersize=None),
+           text_signature = "(self, fn, /, *iterables, timeout=None, chunksize=1, buffersize=None)")]
+    fn map(
+        slf: &Bound<'_, Self>,
+        r#fn: &Bound<'_, PyAny>,
+        iterables: &Bound<'_, PyTuple>,
+        timeout: Option<f64>,
+        chunksize: Count,
+        buffersize: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<MapIterator> {
+        let me = slf.get();
+        let py = slf.py();
+        if !r#fn.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "map() needs a callable, got {}",
+                r#fn.get_type().name()?
+            )));
+        }
+        let chunksize = usize::try_from(chunksize.at_least(1, "chunksize")?)
+            .map_err(|_| PyValueError::new_err("chunksize is too large"))?;
+        let buffersize = match buffersize {
+            None => None,
+            Some(b) if b.is_none() => None,
+            Some(b) => {
+                let n: Count = b
+                    .extract()
+                    .map_err(|_| PyTypeError::new_err("buffersize must be an integer or None"))?;
+                if n.below(1) {
+                    return Err(PyValueError::new_err("buffersize must be None or > 0"));
+                }
+                Some(
+                    usize::try_from(n.at_least(1, "buffersize")?)
+                        .map_err(|_| PyValueError::new_err("buffersize is too large"))?,
+                )
+            }
+        };
+        let deadline = runtime::deadline_from(timeout)?;
+        me.check(py)?;
+        map::start(
+            py, &me.core, &me.ext, r#fn, iterables, deadline, chunksize, buffersize,
+        )
+    }
+
+    /// Stops accepting work; optionally cancels what is still queued and waits for workers.
+    #[pyo3(signature = (wait=Truthy(true), *, cancel_futures=Truthy(false)),
+           text_signature = "(self, /, wait=True, *, cancel_futures=False)")]
+    fn shutdown(&self, py: Python<'_>, wait: Truthy, cancel_futures: Truthy) -> PyResult<()> {
+        self.shutdown_impl(py, wait.0, cancel_futures.0)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        self.shutdown_impl(py, true, false)?;
+        Ok(false)
+    }
+
+    /// A snapshot of the pool's counters.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.core.snapshot();
+        let d = PyDict::new(py);
+        d.set_item("workers", s.workers)?;
+        d.set_item("idle", s.idle)?;
+        d.set_item("queued", s.queued)?;
+        d.set_item("running", s.running)?;
+        d.set_item("submitted", s.submitted)?;
+        d.set_item("completed", s.completed)?;
+        d.set_item("failed", s.failed)?;
+        d.set_item("cancelled", s.cancelled)?;
+        d.set_item("waits", s.waits)?;
+        d.set_item("max_workers", self.core.max_workers())?;
+        d.set_item("queue_size", self.core.capacity())?;
+        Ok(d)
+    }
+
+    #[getter]
+    fn max_workers(&self) -> usize {
+        self.core.max_workers()
+    }
+
+    #[getter]
+    fn _max_workers(&self) -> usize {
+        self.core.max_workers()
+    }
+
+    #[getter]
+    fn queue_size(&self) -> usize {
+        self.core.capacity()
+    }
+
+    #[getter]
+    fn _thread_name_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    #[getter]
+    fn _broken(&self) -> Option<String> {
+        self.ext.broken()
+    }
+
+    #[getter]
+    fn _shutdown(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    fn __repr__(&self) -> String {
+        let s = self.core.snapshot();
+        format!(
+            "<chanpool.WorkerPool {} max_workers={} queue_size={} workers={} queued={}{}>",
+            self.prefix,
+            self.core.max_workers(),
+            self.core.capacity(),
+            s.workers,
+            s.queued,
+            if self.core.is_closed() {
+                " shutdown"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(init) = self.ext.init.try_read() {
+            if let Some(i) = init.as_ref() {
+                visit.call(&i.func)?;
+                visit.call(&i.args)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let taken = self.ext.init.try_write().and_then(|mut g| g.take());
+        drop(taken);
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        if self.gen != runtime::generation() {
+            // Created before fork(): its threads and locks belong to the parent.
+            std::mem::forget(Arc::clone(&self.core));
+            std::mem::forget(Arc::clone(&self.ext));
+            return;
+        }
+        // Like an unreferenced ThreadPoolExecutor: queued work still runs, then workers exit.
+        self.core.close();
+    }
+}
+
+fn next_pool_id() -> usize {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}

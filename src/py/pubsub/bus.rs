@@ -1,0 +1,305 @@
+//! The Python-facing bus: subscribe, publish, close, stats, and its garbage-collector hooks.
+
+use super::delivery::{BusInner, Extra, Handlers};
+use super::dispatch::{dispatch_main, starve_after};
+use super::subscription::Subscription;
+use super::{closed_error, exit, EAGER, IN_DISPATCH};
+use crate::core::broker::{Broker, SubOptions};
+use crate::core::mailbox::Overflow;
+use crate::core::pool::Pool;
+use crate::core::sync::RwLock;
+use crate::core::topic;
+use crate::py::args::{Count, Truthy};
+use crate::py::runtime;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use pyo3::PyTraverseError;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A broker where each subscriber has its own bounded queue and handlers run on native threads.
+#[pyclass(module = "chanpool", name = "PubSub", frozen, subclass)]
+pub struct PubSub {
+    pub(super) inner: Arc<BusInner>,
+    pub(super) gen: u64,
+}
+
+impl PubSub {
+    fn check(&self) -> PyResult<()> {
+        runtime::check_process(self.gen, "PubSub")
+    }
+}
+
+#[pymethods]
+impl PubSub {
+    #[new]
+    #[pyo3(signature = (*, max_workers=None))]
+    fn new(py: Python<'_>, max_workers: Option<Count>) -> PyResult<Self> {
+        // No cap by default: handlers that block (on each other, on I/O) get more threads.
+        let cap = match max_workers {
+            None => None,
+            Some(n) => Some(usize::try_from(n.at_least(1, "max_workers")?).unwrap_or(usize::MAX)),
+        };
+        let max_workers = cap.unwrap_or(usize::MAX);
+        let dispatch = Pool::new(max_workers, 0, "chanpool-pubsub".into(), dispatch_main);
+        dispatch.set_lazy(EAGER, starve_after(py));
+        dispatch.set_stack_size(runtime::thread_stack_size(py));
+        if let Some(max) = cap {
+            let logged = AtomicBool::new(false);
+            dispatch.set_on_limit(Box::new(move || {
+                // Counted as live, so exit waits for this log call or it never starts.
+                if let Some(_live) = exit::Live::enter() {
+                    if !logged.swap(true, Ordering::AcqRel) {
+                        log::warn!(
+                            target: "chanpool",
+                            "PubSub reached max_workers={max}: queued messages wait for a \
+                             dispatch thread while every one is in a handler (handlers that \
+                             wait on each other deadlock); raise max_workers or leave it unset"
+                        );
+                    }
+                }
+            }));
+        }
+        let inner = Arc::new(BusInner {
+            broker: Broker::new(),
+            dispatch,
+            seq: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            unrouted: AtomicU64::new(0),
+            discarded: AtomicU64::new(0),
+            pushes: AtomicU64::new(0),
+            totals: Arc::default(),
+            closed: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        });
+        exit::track(&inner);
+        log::debug!(target: "chanpool", "PubSub started: max_workers={cap:?}");
+        Ok(PubSub {
+            inner,
+            gen: runtime::generation(),
+        })
+    }
+
+    /// Subscribes `handler(message)` to a NATS-style pattern; without a handler, a pull
+    /// subscription to iterate or `get()` from.
+    #[pyo3(
+        signature = (pattern, handler=None, *, capacity=Count::of(1024), overflow="block", workers=Count::ONE, group=None, on_error=None, rate_limit=None),
+        text_signature = "($self, pattern, handler=None, *, capacity=1024, overflow='block', workers=1, group=None, on_error=None, rate_limit=None)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn subscribe(
+        slf: &Bound<'_, Self>,
+        pattern: &str,
+        handler: Option<Bound<'_, PyAny>>,
+        capacity: Count,
+        overflow: &str,
+        workers: Count,
+        group: Option<String>,
+        on_error: Option<Bound<'_, PyAny>>,
+        rate_limit: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Subscription> {
+        let me = slf.get();
+        let rate = crate::py::pool::rate_limit_of(slf.py(), rate_limit)?;
+        me.check()?;
+        if me.inner.closed.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
+        topic::validate_pattern(pattern).map_err(|e| PyValueError::new_err(e.0))?;
+        let capacity = usize::try_from(capacity.at_least(1, "capacity")?)
+            .map_err(|_| PyValueError::new_err("capacity is too large"))?;
+        let workers = usize::try_from(workers.at_least(1, "workers")?)
+            .map_err(|_| PyValueError::new_err("workers is too large"))?;
+        let overflow: Overflow = overflow.parse().map_err(PyValueError::new_err)?;
+        if let Some(g) = &group {
+            if g.is_empty() {
+                return Err(PyValueError::new_err("group must be a non-empty string"));
+            }
+        }
+        let handler = handler.filter(|h| !h.is_none());
+        let on_error = on_error.filter(|h| !h.is_none());
+        for (what, f) in [("handler", &handler), ("on_error", &on_error)] {
+            if let Some(f) = f {
+                if !f.is_callable() {
+                    return Err(PyTypeError::new_err(format!(
+                        "{what} must be callable, got {}",
+                        f.get_type().name()?
+                    )));
+                }
+            }
+        }
+        if handler.is_none() && on_error.is_some() {
+            return Err(PyValueError::new_err("on_error needs a handler"));
+        }
+        if handler.is_none() && rate.is_some() {
+            return Err(PyValueError::new_err(
+                "rate_limit needs a handler (pull subscribers pace themselves)",
+            ));
+        }
+        let pull = handler.is_none();
+        let opts = SubOptions {
+            capacity,
+            overflow,
+            workers: if pull { 0 } else { workers },
+            group,
+        };
+        let extra = Extra {
+            handlers: RwLock::new(Handlers {
+                handler: handler.map(Bound::unbind),
+                on_error: on_error.map(Bound::unbind),
+                rate,
+            }),
+            bus: Arc::downgrade(&me.inner),
+            totals: Arc::clone(&me.inner.totals),
+        };
+        let sub = me.inner.broker.subscribe(pattern, opts, extra);
+        Ok(Subscription {
+            sub,
+            bus: slf.clone().unbind(),
+            pull,
+            gen: me.gen,
+        })
+    }
+
+    /// Publishes `data` on `topic`; returns how many subscriptions it was queued to.
+    #[pyo3(signature = (topic, data=None))]
+    fn publish(
+        &self,
+        py: Python<'_>,
+        topic: &Bound<'_, PyString>,
+        data: Option<Py<PyAny>>,
+    ) -> PyResult<usize> {
+        self.check()?;
+        let data = data.unwrap_or_else(|| py.None());
+        self.inner.publish(py, topic, data)
+    }
+
+    /// Stops the bus. With drain, waits (up to timeout seconds) until every handler has seen
+    /// what was queued; without, queued messages are discarded. Returns False if the timeout
+    /// cut the drain short.
+    #[pyo3(signature = (drain=Truthy(true), timeout=None), text_signature = "($self, drain=True, timeout=None)")]
+    fn close(&self, py: Python<'_>, drain: Truthy, timeout: Option<f64>) -> PyResult<bool> {
+        let drain = drain.0;
+        if self.gen != runtime::generation() {
+            return Ok(false);
+        }
+        if drain && IN_DISPATCH.with(Cell::get) {
+            return Err(PyRuntimeError::new_err(
+                "close(drain=True) from inside a handler would wait for that handler; \
+                 use close(drain=False) or close from another thread",
+            ));
+        }
+        let deadline = runtime::deadline_from(timeout)?;
+        let r = self.inner.shutdown(py, drain, deadline);
+        log::debug!(target: "chanpool", "PubSub closed");
+        r
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Totals since the bus was made (ended subscriptions included); `subscriptions` and
+    /// `pending` describe the live ones.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.check()?;
+        let subs = self.inner.broker.subscriptions();
+        let pending: usize = subs.iter().map(|s| s.mailbox.pending()).sum();
+        let t = &self.inner.totals;
+        let d = PyDict::new(py);
+        d.set_item("published", self.inner.published.load(Ordering::Relaxed))?;
+        d.set_item("unrouted", self.inner.unrouted.load(Ordering::Relaxed))?;
+        d.set_item("subscriptions", subs.len())?;
+        d.set_item("delivered", t.delivered.load(Ordering::Relaxed))?;
+        d.set_item("dropped", t.dropped.load(Ordering::Relaxed))?;
+        d.set_item("errors", t.errors.load(Ordering::Relaxed))?;
+        d.set_item("pending", pending)?;
+        d.set_item("discarded", self.inner.discarded.load(Ordering::Relaxed))?;
+        d.set_item("workers", self.inner.dispatch.snapshot().workers)?;
+        Ok(d)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _t: Option<&Bound<'_, PyAny>>,
+        _e: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        self.close(py, Truthy(true), None)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        if self.check().is_err() {
+            return "<chanpool.PubSub from the parent process>".into();
+        }
+        format!(
+            "<chanpool.PubSub subscriptions={}{}>",
+            self.inner.broker.len(),
+            if self.closed() { " closed" } else { "" }
+        )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // Never block here: skip what is locked (the GC tolerates a partial view).
+        let Some(subs) = self.inner.broker.try_subscriptions() else {
+            return Ok(());
+        };
+        for s in subs {
+            if let Some(h) = s.extra.handlers.try_read() {
+                if let Some(x) = &h.handler {
+                    visit.call(x)?;
+                }
+                if let Some(x) = &h.on_error {
+                    visit.call(x)?;
+                }
+            }
+            // Queued messages can refer back to the bus (or to a subscription of it).
+            s.mailbox.try_visit(|m| visit.call(m))?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let Some(subs) = self.inner.broker.try_subscriptions() else {
+            return;
+        };
+        for s in subs {
+            let taken = s
+                .extra
+                .handlers
+                .try_write()
+                .map(|mut h| std::mem::take(&mut *h));
+            drop(taken);
+            if let Some(left) = s.mailbox.try_clear() {
+                let n = left.len() as u64;
+                self.inner.discarded.fetch_add(n, Ordering::Relaxed);
+                s.mailbox.dropped.fetch_add(n, Ordering::Relaxed);
+                drop(left);
+            }
+        }
+    }
+}
+
+impl Drop for PubSub {
+    fn drop(&mut self) {
+        if self.gen != runtime::generation() {
+            std::mem::forget(Arc::clone(&self.inner));
+            return;
+        }
+        // Nobody can publish any more; stop the dispatch threads once they are done.
+        self.inner.closed.store(true, Ordering::Release);
+        for s in self.inner.broker.subscriptions() {
+            s.mailbox.close();
+        }
+        self.inner.dispatch.close();
+    }
+}

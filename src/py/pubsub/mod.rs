@@ -1,0 +1,67 @@
+//! PubSub: the broker adapted to Python. Each subscription owns a bounded mailbox; its handler
+//! runs on a shared pool of native dispatch threads, at most `workers` deliveries at a time (one
+//! keeps the subscriber's order). Like WorkerPool's, dispatch threads attach once and let go of
+//! the GIL only to wait for work.
+
+mod bus;
+mod delivery;
+mod dispatch;
+mod exit;
+mod message;
+mod subscription;
+
+pub use bus::PubSub;
+pub use message::Message;
+pub use subscription::Subscription;
+
+use crate::core::broker::Subscription as CoreSub;
+use crate::core::pool::Pool;
+use crate::py::runtime;
+use delivery::Extra;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Messages a dispatch run delivers before it lets other subscriptions have the thread.
+pub(super) const TURN: usize = 256;
+/// Dispatch threads started as soon as work finds none idle. Handlers mostly need the GIL, so
+/// more runnable threads only take turns at it (and each turn costs); more start when queued
+/// subscriptions starve because the running handlers block.
+pub(super) const EAGER: usize = 2;
+/// Starving means no dispatch thread took work for this long (at least: see starve_after).
+pub(super) const MIN_STARVE: Duration = Duration::from_millis(20);
+
+thread_local! {
+    /// True on dispatch threads: a publish from a handler must never wait for room.
+    pub(super) static IN_DISPATCH: Cell<bool> = const { Cell::new(false) };
+}
+
+pub(super) type Sub = CoreSub<Py<Message>, Extra>;
+pub(super) type Dispatch = Pool<Arc<Sub>>;
+
+pub(super) fn closed_error() -> PyErr {
+    PyRuntimeError::new_err("this PubSub is closed")
+}
+
+pub(super) fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `py.detach(f)` for waits a daemon thread can be in at interpreter exit: once exit has begun,
+/// a thread other than the main one never attaches again (finalization would end it with a
+/// forced unwind, which aborts the process); it sleeps until the process is gone.
+pub(super) fn detach_unless_exiting<R: Send>(py: Python<'_>, f: impl FnOnce() -> R + Send) -> R {
+    py.detach(|| {
+        let r = f();
+        if runtime::exiting() && !runtime::on_main_thread() {
+            loop {
+                std::thread::park();
+            }
+        }
+        r
+    })
+}
