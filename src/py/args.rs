@@ -21,11 +21,6 @@ impl Count {
         Count(v as i128)
     }
 
-    /// A default value for a signature.
-    pub const fn of(v: u64) -> Count {
-        Count(v as i128)
-    }
-
     pub fn below(self, min: u64) -> bool {
         self.0 < i128::from(min)
     }
