@@ -192,7 +192,7 @@ impl PubSub {
             ));
         }
         let deadline = runtime::deadline_from(timeout)?;
-        let r = self.inner.shutdown(py, drain, deadline);
+        let r = self.inner.shutdown(py, drain, drain, deadline);
         log::debug!(target: "chanpool", "PubSub closed");
         r
     }

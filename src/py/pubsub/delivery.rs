@@ -2,7 +2,7 @@
 //! subscriptions, and shutting the bus down.
 
 use super::message::Message;
-use super::{closed_error, detach_unless_exiting, now, Dispatch, Sub, IN_DISPATCH};
+use super::{closed_error, now, Dispatch, Sub, IN_DISPATCH};
 use crate::core::broker::Broker;
 use crate::core::mailbox::{Overflow, Push};
 use crate::core::sync::RwLock;
@@ -186,7 +186,7 @@ impl BusInner {
                 _ => {
                     let mut m = m;
                     loop {
-                        match detach_unless_exiting(py, || mb.push_timeout(m, SLICE)) {
+                        match runtime::detach(py, || mb.push_timeout(m, SLICE)) {
                             Push::Full(back) => {
                                 m = back;
                                 if let Err(e) = py.check_signals() {
@@ -326,10 +326,14 @@ impl BusInner {
         drop(left);
     }
 
+    /// Closes the bus: with `drain`, first delivers what push subscriptions have queued (up to
+    /// `deadline`); with `keep_pull`, pull subscriptions keep what is queued for their readers
+    /// (close(drain=True)); everything else still queued is discarded and counted.
     pub(super) fn shutdown(
         &self,
         py: Python<'_>,
         drain: bool,
+        keep_pull: bool,
         deadline: Option<std::time::Instant>,
     ) -> PyResult<bool> {
         let first = !self.closed.swap(true, Ordering::AcqRel);
@@ -353,7 +357,7 @@ impl BusInner {
         let mut left = Vec::new();
         for sub in &subs {
             let pull = sub.extra.handlers.read().handler.is_none();
-            if !(drain && pull) {
+            if !(keep_pull && pull) {
                 let l = sub.mailbox.clear();
                 self.discarded.fetch_add(l.len() as u64, Ordering::Relaxed);
                 sub.mailbox

@@ -6,7 +6,6 @@ use super::message::Message;
 use super::{Dispatch, Sub, IN_DISPATCH, MIN_STARVE, TURN};
 use crate::core::pool::{Next, Worker};
 use crate::py::errors;
-use crate::py::runtime;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use std::sync::Arc;
@@ -64,7 +63,7 @@ pub(super) fn run_turn(py: Python<'_>, pool: &Arc<Dispatch>, sub: Arc<Sub>) {
     };
     let mut done = 0;
     loop {
-        if runtime::exiting() {
+        if exit::halted() {
             sub.mailbox.end_run();
             return;
         }
@@ -78,7 +77,7 @@ pub(super) fn run_turn(py: Python<'_>, pool: &Arc<Dispatch>, sub: Arc<Sub>) {
             // closing past any drain) or the interpreter exits.
             if !bucket
                 .get()
-                .pace(py, || runtime::exiting() || sub.mailbox.is_closed())
+                .pace(py, || exit::halted() || sub.mailbox.is_closed())
             {
                 sub.count_dropped(1);
                 sub.mailbox.end_run();

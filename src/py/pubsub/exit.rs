@@ -3,10 +3,11 @@
 //! depends on the order of atexit work or on a bus still being reachable: a bus dropped
 //! without close() leaves its dispatch threads delivering until its queues are empty.
 //!
-//! At exit, queued messages are discarded (counted and logged), and handler calls in progress
-//! get EXIT_GRACE to finish: a handler blocked for good (an Event nobody sets) must not hang
-//! the exit, and Ctrl-C ends the wait at once. Threads still in a handler then are abandoned
-//! (logged); the process ends around them.
+//! At exit, queued messages are delivered as close(drain=True) would, for up to DRAIN_GRACE:
+//! a handler blocked for good (an Event nobody sets) must not hang the exit, and Ctrl-C ends
+//! the wait at once. What is still queued then is discarded (counted and logged); handler
+//! calls in progress get EXIT_GRACE more to finish. Threads still in a handler after that are
+//! abandoned (logged); the process ends around them.
 
 use super::delivery::BusInner;
 use super::Dispatch;
@@ -17,14 +18,24 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-/// How long exit waits for handler calls in progress.
+/// How long exit keeps delivering what is queued.
+pub(super) const DRAIN_GRACE: Duration = Duration::from_secs(5);
+/// How long exit then waits for handler calls in progress.
 pub(super) const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 /// Set when exit stopped waiting for dispatch threads: those must then never attach again.
 static GAVE_UP: AtomicBool = AtomicBool::new(false);
+/// Set when exit's drain is over (done, late or interrupted): no handler call starts after it.
+static HALTED: AtomicBool = AtomicBool::new(false);
 
 pub(super) fn gave_up() -> bool {
     GAVE_UP.load(SeqCst)
+}
+
+/// Whether dispatch must stop delivering: exit's drain is over. (While it drains, dispatch
+/// threads deliver as during close(drain=True); the stopper waits for them before returning.)
+pub(super) fn halted() -> bool {
+    HALTED.load(SeqCst)
 }
 
 /// Dispatch threads that may still touch Python: process generation in the high half (a
@@ -104,7 +115,7 @@ impl Live {
         // or this thread sees the flag.
         live_add(gen, 1);
         let me = Live(gen);
-        (!runtime::exiting()).then_some(me)
+        (!halted()).then_some(me)
     }
 }
 
@@ -137,24 +148,31 @@ impl Stoppable for Stopper {
             .filter(|(g, _, _)| *g == gen)
             .map(|(_, b, p)| (b.upgrade(), p.upgrade()))
             .collect();
-        let deadline = Instant::now() + EXIT_GRACE;
+        let drain_until = Instant::now() + DRAIN_GRACE;
         let mut interrupted = false;
         for (bus, pool) in &tracked {
             if let Some(bus) = bus {
-                // Releases blocked publishers and readers, then waits for the handlers.
+                // Delivers what is queued, releases blocked publishers and readers, then waits
+                // for the handlers. Interrupted or late, what is left is discarded.
                 let before = bus.discarded.load(SeqCst);
                 let r = if interrupted {
-                    bus.shutdown(py, false, Some(Instant::now()))
+                    Err(())
                 } else {
-                    bus.shutdown(py, false, Some(deadline))
+                    // Nobody reads pull subscriptions after exit: theirs is discarded.
+                    bus.shutdown(py, true, false, Some(drain_until)).map_err(drop)
                 };
-                interrupted |= r.is_err();
+                if r.is_err() {
+                    // Ctrl-C cut the drain short: discard (and count) what is left.
+                    interrupted = true;
+                    let _ = bus.shutdown(py, false, false, Some(Instant::now()));
+                }
                 let n = bus.discarded.load(SeqCst) - before;
                 if n > 0 {
                     log::warn!(
                         target: "chanpool",
-                        "PubSub: {n} queued message(s) discarded at interpreter exit \
-                         (counted in stats()['discarded']); close(drain=True) delivers them"
+                        "PubSub: {n} queued message(s) discarded at interpreter exit, not \
+                         delivered within {} s (counted in stats()['discarded'])",
+                        DRAIN_GRACE.as_secs()
                     );
                 }
             } else if let Some(pool) = pool {
@@ -163,7 +181,9 @@ impl Stoppable for Stopper {
                 drop(pool.drain());
             }
         }
+        HALTED.store(true, SeqCst);
         drop(tracked);
+        let deadline = Instant::now() + EXIT_GRACE;
         while live(gen) > 0 {
             if interrupted || Instant::now() >= deadline {
                 GAVE_UP.store(true, SeqCst);
@@ -173,9 +193,9 @@ impl Stoppable for Stopper {
                      abandoned",
                     live(gen),
                     if interrupted {
-                        "(interrupted)"
+                        "(interrupted)".to_string()
                     } else {
-                        "after waiting 5 s"
+                        format!("after waiting {} s", EXIT_GRACE.as_secs())
                     }
                 );
                 return;

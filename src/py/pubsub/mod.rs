@@ -16,7 +16,6 @@ pub use subscription::Subscription;
 
 use crate::core::broker::Subscription as CoreSub;
 use crate::core::pool::Pool;
-use crate::py::runtime;
 use delivery::Extra;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -51,17 +50,3 @@ pub(super) fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// `py.detach(f)` for waits a daemon thread can be in at interpreter exit: once exit has begun,
-/// a thread other than the main one never attaches again (finalization would end it with a
-/// forced unwind, which aborts the process); it sleeps until the process is gone.
-pub(super) fn detach_unless_exiting<R: Send>(py: Python<'_>, f: impl FnOnce() -> R + Send) -> R {
-    py.detach(|| {
-        let r = f();
-        if runtime::exiting() && !runtime::on_main_thread() {
-            loop {
-                std::thread::park();
-            }
-        }
-        r
-    })
-}

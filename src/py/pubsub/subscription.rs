@@ -2,7 +2,7 @@
 
 use super::bus::PubSub;
 use super::message::Message;
-use super::{detach_unless_exiting, Sub};
+use super::Sub;
 use crate::py::errors;
 use crate::py::runtime;
 use pyo3::exceptions::PyTypeError;
@@ -92,7 +92,7 @@ impl Subscription {
             let Some(slice) = runtime::next_slice(deadline) else {
                 return Err(errors::queue_empty(py));
             };
-            r = detach_unless_exiting(py, || mb.pop_wait(slice));
+            r = runtime::detach(py, || mb.pop_wait(slice));
             if matches!(r, Err(false)) {
                 py.check_signals()?;
             }
