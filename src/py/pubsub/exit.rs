@@ -159,7 +159,8 @@ impl Stoppable for Stopper {
                     Err(())
                 } else {
                     // Nobody reads pull subscriptions after exit: theirs is discarded.
-                    bus.shutdown(py, true, false, Some(drain_until)).map_err(drop)
+                    bus.shutdown(py, true, false, Some(drain_until))
+                        .map_err(drop)
                 };
                 if r.is_err() {
                     // Ctrl-C cut the drain short: discard (and count) what is left.
