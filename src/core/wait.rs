@@ -41,3 +41,34 @@ pub fn next_wake(deadline: Option<Instant>) -> Option<Instant> {
 pub fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
+
+/// Time left until `deadline`, capped at one slice; None once it has passed.
+pub fn next_slice(deadline: Option<Instant>) -> Option<Duration> {
+    let now = Instant::now();
+    match deadline {
+        None => Some(SLICE),
+        Some(d) if d <= now => None,
+        Some(d) => Some((d - now).min(SLICE)),
+    }
+}
+
+/// Drives a wait built from a timed step (a join, a queue's timed pop): `step(slice)` until it
+/// yields a value, the deadline passes (Timeout) or the hook asks to stop (Interrupted). The
+/// one loop behind every blocking call whose core primitive only knows timeouts.
+pub fn in_slices<R>(
+    deadline: Option<Instant>,
+    hook: Hook<'_>,
+    mut step: impl FnMut(Duration) -> Option<R>,
+) -> Result<R, Stop> {
+    loop {
+        let Some(slice) = next_slice(deadline) else {
+            return Err(Stop::Timeout);
+        };
+        if let Some(r) = step(slice) {
+            return Ok(r);
+        }
+        if hook() {
+            return Err(Stop::Interrupted);
+        }
+    }
+}

@@ -6,6 +6,7 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt};
+use std::time::Instant;
 
 /// A whole-number argument, checked against its range (and named) where it is used. Ints too
 /// big for an i128 are kept as out-of-range markers.
@@ -99,4 +100,45 @@ pub fn real(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
             e
         }
     })
+}
+
+/// A `timeout` argument: None waits forever, else seconds (an int or a float, not a bool),
+/// turned into a deadline at the call so it counts from there. NaN is a ValueError; a timeout
+/// the clock cannot reach (inf, 1e19, a huge int) means no deadline, never a panic; zero or
+/// less means "now" (callers that must refuse negatives, as queue.Queue does, look at `secs`).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeout {
+    pub secs: Option<f64>,
+    pub deadline: Option<Instant>,
+}
+
+impl Timeout {
+    pub const FOREVER: Timeout = Timeout {
+        secs: None,
+        deadline: None,
+    };
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Timeout {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if obj.is_none() {
+            return Ok(Timeout::FOREVER);
+        }
+        let secs = match real(&obj.to_owned(), "timeout") {
+            Ok(t) => t,
+            // An int too big for a float is a timeout of forever, like inf.
+            Err(e)
+                if obj.is_instance_of::<PyInt>() && e.is_instance_of::<PyValueError>(obj.py()) =>
+            {
+                f64::INFINITY
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Timeout {
+            secs: Some(secs),
+            deadline: crate::py::runtime::deadline_from(Some(secs))?,
+        })
+    }
 }

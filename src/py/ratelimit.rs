@@ -5,6 +5,7 @@ use crate::core::forkcell::ForkCell;
 use crate::core::ratelimit::TokenBucket as CoreBucket;
 use crate::core::sync::RwLock;
 use crate::py::args::{real, Count};
+use crate::py::gc::{self, Traverse};
 use crate::py::runtime::{acquire_detached, deadline_from, ForkEpoch};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
@@ -267,17 +268,40 @@ impl RateLimited {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.bucket)?;
-        if let Some(func) = self.func.try_read() {
-            if let Some(f) = func.as_ref() {
-                visit.call(f)?;
-            }
-        }
-        Ok(())
+        self.traverse(&visit)
     }
 
     fn __clear__(&self) {
-        let taken = self.func.try_write().and_then(|mut g| g.take());
-        drop(taken);
+        gc::clear(&[&self.func]);
+    }
+}
+
+gc::gc_fields!(RateLimited { bucket, func });
+
+/// A `rate_limit=` argument: None, a TokenBucket (shareable between pools and subscriptions),
+/// or a number of calls per second (a bucket with burst 1, so calls are spread evenly).
+pub struct RateLimit(pub Option<Py<TokenBucket>>);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for RateLimit {
+    type Error = PyErr;
+
+    fn extract(limit: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if limit.is_none() {
+            return Ok(RateLimit(None));
+        }
+        if let Ok(b) = limit.cast::<TokenBucket>() {
+            return Ok(RateLimit(Some(b.to_owned().unbind())));
+        }
+        if limit.is_instance_of::<pyo3::types::PyBool>()
+            || !(limit.is_instance_of::<pyo3::types::PyInt>()
+                || limit.is_instance_of::<pyo3::types::PyFloat>())
+        {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "rate_limit must be a TokenBucket or a number of calls per second, got {}",
+                limit.get_type().name()?
+            )));
+        }
+        let bucket = limit.py().get_type::<TokenBucket>().call1((limit, 1))?;
+        Ok(RateLimit(Some(bucket.cast_into::<TokenBucket>()?.unbind())))
     }
 }

@@ -3,8 +3,8 @@
 
 use crate::core::forkcell::ForkCell;
 use crate::core::semaphore::{ReleaseError, Semaphore as CoreSemaphore};
-use crate::py::args::{Count, Truthy};
-use crate::py::runtime::{acquire_detached, deadline_from, ForkEpoch};
+use crate::py::args::{Count, Timeout, Truthy};
+use crate::py::runtime::{acquire_detached, ForkEpoch};
 use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 
@@ -56,23 +56,23 @@ impl Semaphore {
     /// Takes n permits (1 by default), waiting in line for them unless blocking is false;
     /// False when they could not be had in time.
     #[pyo3(
-        signature = (blocking = Truthy(true), timeout = None, *, n = Count::ONE),
+        signature = (blocking = Truthy(true), timeout = Timeout::FOREVER, *, n = Count::ONE),
         text_signature = "($self, blocking=True, timeout=None, *, n=1)"
     )]
     fn acquire(
         &self,
         py: Python<'_>,
         blocking: Truthy,
-        timeout: Option<f64>,
+        timeout: Timeout,
         n: Count,
     ) -> PyResult<bool> {
         let n = n.at_least(1, "n")?;
-        if !blocking.0 && timeout.is_some() {
+        if !blocking.0 && timeout.secs.is_some() {
             return Err(PyValueError::new_err(
                 "can't specify timeout for non-blocking acquire",
             ));
         }
-        let deadline = deadline_from(timeout)?;
+        let deadline = timeout.deadline;
         let core = self.checked(n)?;
         if core.try_acquire(n) {
             return Ok(true);
@@ -123,7 +123,7 @@ impl Semaphore {
 
     /// Like threading.Semaphore: returns acquire()'s result.
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.acquire(py, Truthy(true), None, Count::ONE)
+        self.acquire(py, Truthy(true), Timeout::FOREVER, Count::ONE)
     }
 
     fn __exit__(

@@ -6,6 +6,7 @@
 
 mod worker;
 
+use crate::py::ratelimit::RateLimit;
 use worker::{cancel_queued, closed_error, default_workers, worker_main, Init};
 pub use worker::{enqueue, CallJob, CorePool, Ext, Task};
 
@@ -14,8 +15,8 @@ use crate::core::sync::{Mutex, RwLock};
 use crate::py::args::{Count, Truthy};
 
 use crate::py::future;
+use crate::py::lifecycle::{self, stats_dict, Born};
 use crate::py::map::{self, MapIterator};
-use crate::py::ratelimit::TokenBucket;
 use crate::py::runtime::{self, Stoppable, SLICE};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
@@ -30,13 +31,13 @@ use std::sync::{Arc, OnceLock};
 pub struct WorkerPool {
     core: Arc<CorePool>,
     ext: Arc<Ext>,
-    gen: u64,
+    born: Born,
     prefix: String,
 }
 
 impl WorkerPool {
     fn check(&self, py: Python<'_>) -> PyResult<()> {
-        runtime::check_process(self.gen, "WorkerPool")?;
+        self.born.check("WorkerPool")?;
         if self.core.is_closed() || runtime::interpreter_shutdown() {
             return Err(closed_error(py, &self.ext));
         }
@@ -68,7 +69,7 @@ impl WorkerPool {
     }
 
     fn shutdown_impl(&self, py: Python<'_>, wait: bool, cancel_futures: bool) -> PyResult<()> {
-        if self.gen != runtime::generation() {
+        if self.born.inherited() {
             return Ok(());
         }
         if cancel_futures {
@@ -96,35 +97,10 @@ impl WorkerPool {
     }
 }
 
-/// `rate_limit=`: a TokenBucket (shareable between pools), or calls per second (a bucket with
-/// burst 1, so calls are spread evenly).
-pub fn rate_limit_of(
-    py: Python<'_>,
-    limit: Option<Bound<'_, PyAny>>,
-) -> PyResult<Option<Py<TokenBucket>>> {
-    let Some(limit) = limit.filter(|l| !l.is_none()) else {
-        return Ok(None);
-    };
-    if let Ok(b) = limit.cast::<TokenBucket>() {
-        return Ok(Some(b.clone().unbind()));
-    }
-    if limit.is_instance_of::<pyo3::types::PyBool>()
-        || !(limit.is_instance_of::<pyo3::types::PyInt>()
-            || limit.is_instance_of::<pyo3::types::PyFloat>())
-    {
-        return Err(PyTypeError::new_err(format!(
-            "rate_limit must be a TokenBucket or a number of calls per second, got {}",
-            limit.get_type().name()?
-        )));
-    }
-    let bucket = py.get_type::<TokenBucket>().call1((limit, 1))?;
-    Ok(Some(bucket.cast_into::<TokenBucket>()?.unbind()))
-}
-
 #[pymethods]
 impl WorkerPool {
     #[new]
-    #[pyo3(signature = (max_workers=None, *, queue_size=Count::ZERO, thread_name_prefix="", initializer=None, initargs=None, rate_limit=None),
+    #[pyo3(signature = (max_workers=None, *, queue_size=Count::ZERO, thread_name_prefix="", initializer=None, initargs=None, rate_limit=RateLimit(None)),
            text_signature = "(max_workers=None, *, queue_size=0, thread_name_prefix='', initializer=None, initargs=(), rate_limit=None)")]
     fn new(
         py: Python<'_>,
@@ -133,7 +109,7 @@ impl WorkerPool {
         thread_name_prefix: &str,
         initializer: Option<Bound<'_, PyAny>>,
         initargs: Option<Bound<'_, PyAny>>,
-        rate_limit: Option<Bound<'_, PyAny>>,
+        rate_limit: RateLimit,
     ) -> PyResult<Self> {
         let max_workers = match max_workers {
             None => default_workers(),
@@ -151,7 +127,7 @@ impl WorkerPool {
                 "thread_name_prefix must not contain a NUL character",
             ));
         }
-        let rate = rate_limit_of(py, rate_limit)?;
+        let rate = rate_limit.0;
         let init = match initializer {
             Some(f) if !f.is_none() => {
                 if !f.is_callable() {
@@ -199,7 +175,7 @@ impl WorkerPool {
         Ok(WorkerPool {
             core,
             ext,
-            gen: runtime::generation(),
+            born: Born::now(),
             prefix,
         })
     }
@@ -304,19 +280,19 @@ impl WorkerPool {
     /// A snapshot of the pool's counters.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.core.snapshot();
-        let d = PyDict::new(py);
-        d.set_item("workers", s.workers)?;
-        d.set_item("idle", s.idle)?;
-        d.set_item("queued", s.queued)?;
-        d.set_item("running", s.running)?;
-        d.set_item("submitted", s.submitted)?;
-        d.set_item("completed", s.completed)?;
-        d.set_item("failed", s.failed)?;
-        d.set_item("cancelled", s.cancelled)?;
-        d.set_item("waits", s.waits)?;
-        d.set_item("max_workers", self.core.max_workers())?;
-        d.set_item("queue_size", self.core.capacity())?;
-        Ok(d)
+        stats_dict!(py, {
+            "workers" => s.workers,
+            "idle" => s.idle,
+            "queued" => s.queued,
+            "running" => s.running,
+            "submitted" => s.submitted,
+            "completed" => s.completed,
+            "failed" => s.failed,
+            "cancelled" => s.cancelled,
+            "waits" => s.waits,
+            "max_workers" => self.core.max_workers(),
+            "queue_size" => self.core.capacity(),
+        })
     }
 
     #[getter]
@@ -384,10 +360,10 @@ impl WorkerPool {
 
 impl Drop for WorkerPool {
     fn drop(&mut self) {
-        if self.gen != runtime::generation() {
-            // Created before fork(): its threads and locks belong to the parent.
-            std::mem::forget(Arc::clone(&self.core));
-            std::mem::forget(Arc::clone(&self.ext));
+        // Created before fork(): its threads and locks belong to the parent.
+        if self.born.inherited() {
+            lifecycle::leak(&self.core);
+            lifecycle::leak(&self.ext);
             return;
         }
         // Like an unreferenced ThreadPoolExecutor: queued work still runs, then workers exit.

@@ -1,13 +1,14 @@
 //! The worker side of WorkerPool: the tasks it queues, what the worker threads run, how a
 //! task gets in (waiting detached while a bounded queue is full), and exit-time stopping.
 
-use crate::core::pool::{Counters, Next, Offer, Pool, Rejected, Worker};
+use crate::core::pool::{Counters, Offer, Pool, Rejected, Worker};
 use crate::core::sync::{Mutex, RwLock};
 use crate::py::errors;
 use crate::py::future;
 use crate::py::map::{self, ChunkJob, Runner};
 use crate::py::ratelimit::TokenBucket;
 use crate::py::runtime::{self, Stoppable, SLICE};
+use crate::py::worker;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -201,7 +202,7 @@ fn run_call(py: Python<'_>, ext: &Ext, w: &Worker<Task>, counters: &Counters, jo
 }
 
 pub(super) fn worker_main(ext: Arc<Ext>, w: Worker<Task>) {
-    let ran = runtime::attach_native(|py| {
+    let ran = worker::attached(&w, |py, w| {
         let init = ext
             .init
             .read()
@@ -209,26 +210,16 @@ pub(super) fn worker_main(ext: Arc<Ext>, w: Worker<Task>) {
             .map(|i| (i.func.clone_ref(py), i.args.clone_ref(py)));
         if let Some((func, args)) = init {
             if let Err(e) = func.bind(py).call1(args.bind(py)) {
-                ext.initializer_failed(py, &w, e);
+                ext.initializer_failed(py, w, e);
                 return;
             }
         }
         let counters = &w.pool().counters;
-        loop {
-            let task = match w.try_next() {
-                Next::Job(t) => t,
-                Next::Empty => match runtime::detach(py, || w.wait_next()) {
-                    Some(t) => t,
-                    None => break,
-                },
-                Next::Closed => break,
-            };
-            match task {
-                Task::Call(job) => run_call(py, &ext, &w, counters, job),
-                Task::Chunk(c) => map::run_chunk(py, counters, c),
-                Task::Runner(r) => map::run_runner(py, counters, r),
-            }
-        }
+        worker::serve_attached(py, w, |py, task| match task {
+            Task::Call(job) => run_call(py, &ext, w, counters, job),
+            Task::Chunk(c) => map::run_chunk(py, counters, c),
+            Task::Runner(r) => map::run_runner(py, counters, r),
+        });
     });
     if ran.is_none() {
         // Started too late in the exit to run Python: its first job cannot even be dropped

@@ -10,6 +10,7 @@ use crate::core::pool::Pool;
 use crate::core::sync::RwLock;
 use crate::core::topic;
 use crate::py::args::{Count, Truthy};
+use crate::py::ratelimit::RateLimit;
 use crate::py::runtime;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
@@ -86,7 +87,7 @@ impl PubSub {
     /// Subscribes `handler(message)` to a NATS-style pattern; without a handler, a pull
     /// subscription to iterate or `get()` from.
     #[pyo3(
-        signature = (pattern, handler=None, *, capacity=Count::of(1024), overflow="block", workers=Count::ONE, group=None, on_error=None, rate_limit=None),
+        signature = (pattern, handler=None, *, capacity=Count::of(1024), overflow="block", workers=Count::ONE, group=None, on_error=None, rate_limit=RateLimit(None)),
         text_signature = "($self, pattern, handler=None, *, capacity=1024, overflow='block', workers=1, group=None, on_error=None, rate_limit=None)"
     )]
     #[allow(clippy::too_many_arguments)]
@@ -99,10 +100,10 @@ impl PubSub {
         workers: Count,
         group: Option<String>,
         on_error: Option<Bound<'_, PyAny>>,
-        rate_limit: Option<Bound<'_, PyAny>>,
+        rate_limit: RateLimit,
     ) -> PyResult<Subscription> {
         let me = slf.get();
-        let rate = crate::py::pool::rate_limit_of(slf.py(), rate_limit)?;
+        let rate = rate_limit.0;
         me.check()?;
         if me.inner.closed.load(Ordering::Acquire) {
             return Err(closed_error());

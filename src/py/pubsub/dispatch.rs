@@ -4,8 +4,9 @@
 use super::exit;
 use super::message::Message;
 use super::{Dispatch, Sub, IN_DISPATCH, MIN_STARVE, TURN};
-use crate::core::pool::{Next, Worker};
+use crate::core::pool::Worker;
 use crate::py::errors;
+use crate::py::worker;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use std::sync::Arc;
@@ -29,26 +30,8 @@ pub(super) fn dispatch_main(w: Worker<Arc<Sub>>) {
         return;
     };
     IN_DISPATCH.with(|c| c.set(true));
-    Python::attach(|py| loop {
-        let sub = match w.try_next() {
-            Next::Job(s) => s,
-            Next::Empty => match py.detach(|| {
-                let next = w.wait_next();
-                if exit::gave_up() {
-                    // Exit stopped waiting for us: attaching now could meet finalization.
-                    loop {
-                        std::thread::park();
-                    }
-                }
-                next
-            }) {
-                Some(s) => s,
-                None => break,
-            },
-            Next::Closed => break,
-        };
-        run_turn(py, w.pool(), sub);
-    });
+    // Once exit gives up on this thread, runtime::detach parks it instead of re-attaching.
+    worker::serve(&w, |py, sub| run_turn(py, w.pool(), sub));
 }
 
 /// Delivers up to TURN messages of one subscription, then requeues it if more are waiting.

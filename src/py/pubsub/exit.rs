@@ -23,14 +23,8 @@ pub(super) const DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// How long exit then waits for handler calls in progress.
 pub(super) const EXIT_GRACE: Duration = Duration::from_secs(5);
 
-/// Set when exit stopped waiting for dispatch threads: those must then never attach again.
-static GAVE_UP: AtomicBool = AtomicBool::new(false);
 /// Set when exit's drain is over (done, late or interrupted): no handler call starts after it.
 static HALTED: AtomicBool = AtomicBool::new(false);
-
-pub(super) fn gave_up() -> bool {
-    GAVE_UP.load(SeqCst)
-}
 
 /// Whether dispatch must stop delivering: exit's drain is over. (While it drains, dispatch
 /// threads deliver as during close(drain=True); the stopper waits for them before returning.)
@@ -187,7 +181,8 @@ impl Stoppable for Stopper {
         let deadline = Instant::now() + EXIT_GRACE;
         while live(gen) > 0 {
             if interrupted || Instant::now() >= deadline {
-                GAVE_UP.store(true, SeqCst);
+                // Abandoned: runtime's FINAL, set when the exit hooks return, parks them
+                // instead of letting them re-attach.
                 log::warn!(
                     target: "chanpool",
                     "PubSub: {} dispatch thread(s) still in a handler at interpreter exit {}; \
