@@ -84,6 +84,25 @@ class Future(cf.Future[_T]):
                 self._unretrieved = _UnretrievedException(exception)
             super().set_exception(exception)
 
+    def _settle(self, result: object, exc: Optional[BaseException]) -> bool:
+        """What set_result / set_exception do except running the done-callbacks, for a completer
+        that hands them to another thread (a blocking callback must not delay the next future).
+        Returns whether there are callbacks to run (``_invoke_callbacks()``)."""
+        with self._condition:
+            if exc is None:
+                self._result = result
+            else:
+                self._unretrieved = _UnretrievedException(exc)
+                self._exception = exc
+            self._state = _FINISHED
+            for waiter in self._waiters:
+                if exc is None:
+                    waiter.add_result(self)
+                else:
+                    waiter.add_exception(self)
+            self._condition.notify_all()
+        return bool(self._done_callbacks)  # type: ignore[attr-defined]
+
     def _retrieved(self) -> None:
         u = self._unretrieved
         if u is not None:

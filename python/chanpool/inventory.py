@@ -38,11 +38,7 @@ way; ``shutdown(wait=True)`` returns after they were published.
 
 from __future__ import annotations
 
-from concurrent.futures import _base
-from typing import Any, Optional
-
 from chanpool._core import InventoryManager
-from chanpool._future import Future, _UnretrievedException
 
 __all__ = ["InsufficientStock", "InventoryManager"]
 
@@ -63,24 +59,3 @@ class InsufficientStock(ValueError):
 
     def __str__(self) -> str:
         return f"cannot remove {self.requested} of {self.product!r}: only {self.available} in stock"
-
-
-def _settle(fut: Future[Any], result: object, exc: Optional[BaseException]) -> bool:
-    """What ``Future.set_result`` / ``set_exception`` do, except running the done-callbacks:
-    the manager's completer sets outcomes and wakes waiters, and hands the futures that have
-    callbacks to callback threads (``fut._invoke_callbacks()``), so a callback that blocks never
-    delays another future's completion. Returns whether there are callbacks to run."""
-    with fut._condition:
-        if exc is None:
-            fut._result = result
-        else:
-            fut._unretrieved = _UnretrievedException(exc)
-            fut._exception = exc
-        fut._state = _base.FINISHED
-        for waiter in fut._waiters:
-            if exc is None:
-                waiter.add_result(fut)
-            else:
-                waiter.add_exception(fut)
-        fut._condition.notify_all()
-    return bool(fut._done_callbacks)  # type: ignore[attr-defined]

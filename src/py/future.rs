@@ -16,6 +16,10 @@ struct Api {
     n_state: Py<PyString>,
     n_result: Py<PyString>,
     n_cond: Py<PyString>,
+    n_exception: Py<PyString>,
+    n_unretrieved: Py<PyString>,
+    n_settle: Py<PyString>,
+    unretrieved: Py<PyAny>,
     empty: Py<PyTuple>,
 }
 
@@ -24,8 +28,8 @@ static API: PyOnceLock<Api> = PyOnceLock::new();
 fn api(py: Python<'_>) -> PyResult<&Api> {
     API.get_or_try_init(py, || {
         let base = py.import("concurrent.futures._base")?;
-        let cls = py
-            .import("chanpool._future")?
+        let module = py.import("chanpool._future")?;
+        let cls = module
             .getattr("Future")?
             .cast_into::<PyType>()?
             .unbind();
@@ -37,6 +41,10 @@ fn api(py: Python<'_>) -> PyResult<&Api> {
             n_state: PyString::intern(py, "_state").unbind(),
             n_result: PyString::intern(py, "_result").unbind(),
             n_cond: PyString::intern(py, "_cond").unbind(),
+            n_exception: PyString::intern(py, "_exception").unbind(),
+            n_unretrieved: PyString::intern(py, "_unretrieved").unbind(),
+            n_settle: PyString::intern(py, "_settle").unbind(),
+            unretrieved: module.getattr("_UnretrievedException")?.unbind(),
             empty: PyTuple::empty(py).unbind(),
         })
     })
@@ -102,5 +110,42 @@ pub fn set_exception(fut: &Bound<'_, PyAny>, err: PyErr) -> PyResult<()> {
 
 pub fn cancel(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
     fut.call_method0(pyo3::intern!(fut.py(), "cancel"))?
+        .is_truthy()
+}
+
+/// Sets the outcome without running the done-callbacks (for a completer that hands them to
+/// callback threads): true when there are callbacks to run (`fut._invoke_callbacks()`).
+/// Everything that runs Python code happens before the unobserved check.
+pub fn settle(
+    fut: &Bound<'_, PyAny>,
+    outcome: Result<Bound<'_, PyAny>, Bound<'_, PyAny>>,
+) -> PyResult<bool> {
+    let py = fut.py();
+    let a = api(py)?;
+    let (value, exc) = match outcome {
+        Ok(value) => {
+            if unobserved(a, fut)? {
+                fut.setattr(a.n_result.bind(py), value)?;
+                fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
+                return Ok(false);
+            }
+            (value, py.None().into_bound(py))
+        }
+        Err(exc) => {
+            // Refusals can be common (every "sold out"): keep them cheap, and keep the
+            // never-retrieved report.
+            let unretrieved = a.unretrieved.bind(py).call1((&exc,))?;
+            if unobserved(a, fut)? {
+                fut.setattr(a.n_exception.bind(py), &exc)?;
+                fut.setattr(a.n_unretrieved.bind(py), unretrieved)?;
+                fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
+                return Ok(false);
+            }
+            // _settle makes its own report.
+            unretrieved.setattr(pyo3::intern!(py, "exc"), py.None())?;
+            (py.None().into_bound(py), exc)
+        }
+    };
+    fut.call_method1(a.n_settle.bind(py), (value, exc))?
         .is_truthy()
 }

@@ -52,11 +52,6 @@ thread_local! {
 /// What completion needs from Python, looked up once so that completers never import.
 struct Api {
     insufficient: Py<PyType>,
-    /// chanpool.inventory._settle: a future's outcome set and its waiters woken, callbacks not
-    /// run (they go to a callback thread).
-    settle: Py<PyAny>,
-    unretrieved: Py<PyAny>,
-    finished: Py<PyAny>,
 }
 
 static API: PyOnceLock<Api> = PyOnceLock::new();
@@ -69,15 +64,6 @@ fn api(py: Python<'_>) -> PyResult<&Api> {
                 .getattr("InsufficientStock")?
                 .cast_into::<PyType>()?
                 .unbind(),
-            settle: inventory.getattr("_settle")?.unbind(),
-            unretrieved: py
-                .import("chanpool._future")?
-                .getattr("_UnretrievedException")?
-                .unbind(),
-            finished: py
-                .import("concurrent.futures._base")?
-                .getattr("FINISHED")?
-                .unbind(),
         })
     })
 }
@@ -85,46 +71,6 @@ fn api(py: Python<'_>) -> PyResult<&Api> {
 /// Imports what completion needs, on the constructing thread.
 pub(super) fn prepare(py: Python<'_>) -> PyResult<()> {
     api(py).map(|_| ())
-}
-
-/// Sets a future's outcome. Unobserved (nobody waits, no callbacks: `_cond` is None) it is
-/// finished with plain attribute writes, as py::future does; everything that runs Python code
-/// happens before that check. Otherwise `_settle` does what Future.set_result does except
-/// running the callbacks: true when there are callbacks to run.
-fn settle(
-    py: Python<'_>,
-    api: &Api,
-    fut: &Bound<'_, PyAny>,
-    outcome: Result<Bound<'_, PyAny>, Bound<'_, PyAny>>,
-) -> PyResult<bool> {
-    let unobserved = |fut: &Bound<'_, PyAny>| -> PyResult<bool> {
-        Ok(fut.getattr(pyo3::intern!(py, "_cond"))?.is_none())
-    };
-    let (value, exc) = match outcome {
-        Ok(value) => {
-            if unobserved(fut)? {
-                fut.setattr(pyo3::intern!(py, "_result"), value)?;
-                fut.setattr(pyo3::intern!(py, "_state"), api.finished.bind(py))?;
-                return Ok(false);
-            }
-            (value, py.None().into_bound(py))
-        }
-        Err(exc) => {
-            // Refusals are common in an inventory (every "sold out"): keep them cheap, and
-            // keep the never-retrieved report.
-            let unretrieved = api.unretrieved.bind(py).call1((&exc,))?;
-            if unobserved(fut)? {
-                fut.setattr(pyo3::intern!(py, "_exception"), &exc)?;
-                fut.setattr(pyo3::intern!(py, "_unretrieved"), unretrieved)?;
-                fut.setattr(pyo3::intern!(py, "_state"), api.finished.bind(py))?;
-                return Ok(false);
-            }
-            // _settle makes its own report.
-            unretrieved.setattr(pyo3::intern!(py, "exc"), py.None())?;
-            (py.None().into_bound(py), exc)
-        }
-    };
-    api.settle.bind(py).call1((fut, value, exc))?.is_truthy()
 }
 
 /// The completer's books and the callback threads, shared with the manager.
@@ -235,7 +181,7 @@ impl Completion {
                 .into_bound(py)
                 .into_any()),
         };
-        match settle(py, api, d.fut.bind(py), outcome) {
+        match crate::py::future::settle(d.fut.bind(py), outcome) {
             Ok(callbacks) => callbacks,
             Err(e) => {
                 errors::log_exception(py, "InventoryManager: could not complete a future", e);
