@@ -224,18 +224,10 @@ impl TokenBucket {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::core::wait::{self, SLICE};
+    use crate::core::wait::{self, spin_until as wait_for, SLICE};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     use std::thread;
-
-    fn wait_for(pred: impl Fn() -> bool) {
-        let end = Instant::now() + Duration::from_secs(30);
-        while !pred() {
-            assert!(Instant::now() < end, "condition never became true");
-            thread::yield_now();
-        }
-    }
 
     /// A bucket whose clock started `ago` in the past: lets tests look at long windows quickly.
     fn aged(rate: f64, burst: u64, ago: Duration) -> TokenBucket {

@@ -136,19 +136,11 @@ impl Semaphore {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::core::wait::{self, SLICE};
+    use crate::core::wait::{self, on_threads, spin_until as wait_for, SLICE};
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::sync::{Arc, Barrier};
     use std::thread;
     use std::time::Duration;
-
-    fn wait_for(pred: impl Fn() -> bool) {
-        let end = Instant::now() + Duration::from_secs(30);
-        while !pred() {
-            assert!(Instant::now() < end, "condition never became true");
-            thread::yield_now();
-        }
-    }
 
     #[test]
     fn try_acquire_and_release_count_exactly() {
@@ -262,50 +254,36 @@ mod tests {
         const PERMITS: u64 = 3;
         const THREADS: usize = 12;
         const ROUNDS: usize = 2000;
-        let s = Arc::new(Semaphore::new(PERMITS, true));
-        let inside = Arc::new(AtomicU64::new(0));
-        let max = Arc::new(AtomicU64::new(0));
-        let done = Arc::new(AtomicUsize::new(0));
-        let start = Arc::new(Barrier::new(THREADS));
-        let hs: Vec<_> = (0..THREADS)
-            .map(|i| {
-                let (s, inside, max, done, start) = (
-                    Arc::clone(&s),
-                    Arc::clone(&inside),
-                    Arc::clone(&max),
-                    Arc::clone(&done),
-                    Arc::clone(&start),
-                );
-                thread::spawn(move || {
-                    start.wait();
-                    for r in 0..ROUNDS {
-                        if (i + r) % 3 == 0 {
-                            while !s.try_acquire(1) {
-                                thread::yield_now();
-                            }
-                        } else {
-                            s.acquire(1, None, &mut wait::never()).unwrap();
-                        }
-                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
-                        max.fetch_max(now, Ordering::SeqCst);
-                        // Hold on until the limit has been reached once, so the exact maximum
-                        // is observed, not just an upper bound.
-                        while max.load(Ordering::SeqCst) < PERMITS {
-                            thread::yield_now();
-                        }
-                        for _ in 0..(r % 4) {
-                            thread::yield_now();
-                        }
-                        inside.fetch_sub(1, Ordering::SeqCst);
-                        s.release(1).unwrap();
-                        done.fetch_add(1, Ordering::Relaxed);
+        let s = Semaphore::new(PERMITS, true);
+        let inside = AtomicU64::new(0);
+        let max = AtomicU64::new(0);
+        let done = AtomicUsize::new(0);
+        let start = Barrier::new(THREADS);
+        on_threads(THREADS, |i| {
+            start.wait();
+            for r in 0..ROUNDS {
+                if (i + r) % 3 == 0 {
+                    while !s.try_acquire(1) {
+                        thread::yield_now();
                     }
-                })
-            })
-            .collect();
-        for h in hs {
-            h.join().unwrap();
-        }
+                } else {
+                    s.acquire(1, None, &mut wait::never()).unwrap();
+                }
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(now, Ordering::SeqCst);
+                // Hold on until the limit has been reached once, so the exact maximum is
+                // observed, not just an upper bound.
+                while max.load(Ordering::SeqCst) < PERMITS {
+                    thread::yield_now();
+                }
+                for _ in 0..(r % 4) {
+                    thread::yield_now();
+                }
+                inside.fetch_sub(1, Ordering::SeqCst);
+                s.release(1).unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
         assert_eq!(done.load(Ordering::Relaxed), THREADS * ROUNDS);
         assert_eq!(max.load(Ordering::SeqCst), PERMITS);
         assert_eq!(s.available(), PERMITS);
@@ -341,47 +319,39 @@ mod tests {
         const PERMITS: u64 = 3;
         const THREADS: u64 = 8;
         const ROUNDS: u64 = 1500;
-        let s = Arc::new(Semaphore::new(PERMITS, true));
-        let inside = Arc::new(AtomicU64::new(0));
-        let took = Arc::new(AtomicU64::new(0));
-        let gave_up = Arc::new(AtomicU64::new(0));
-        let hs: Vec<_> = (0..THREADS)
-            .map(|k| {
-                let (s, inside) = (Arc::clone(&s), Arc::clone(&inside));
-                let (took, gave_up) = (Arc::clone(&took), Arc::clone(&gave_up));
-                thread::spawn(move || {
-                    for r in 0..ROUNDS {
-                        let n = 1 + (k + r) % 2;
-                        let mut asked = 0u64;
-                        // Some waits end by interruption after a few asks, some by a short
-                        // deadline, some only when served.
-                        let mut hook = || {
-                            asked += 1;
-                            (k + r) % 3 == 0 && asked > r % 3
-                        };
-                        let deadline = ((k + r) % 3 == 1)
-                            .then(|| Instant::now() + Duration::from_micros(50 + r % 200));
-                        match s.acquire(n, deadline, &mut hook) {
-                            Ok(()) => {
-                                let now = inside.fetch_add(n, Ordering::SeqCst) + n;
-                                assert!(now <= PERMITS, "{now} permits held of {PERMITS}");
-                                thread::yield_now();
-                                inside.fetch_sub(n, Ordering::SeqCst);
-                                took.fetch_add(1, Ordering::Relaxed);
-                                s.release(n).unwrap();
-                            }
-                            Err(Stop::Timeout | Stop::Interrupted) => {
-                                gave_up.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(Stop::Closed) => unreachable!(),
-                        }
+        let s = Semaphore::new(PERMITS, true);
+        let inside = AtomicU64::new(0);
+        let took = AtomicU64::new(0);
+        let gave_up = AtomicU64::new(0);
+        on_threads(THREADS as usize, |k| {
+            let k = k as u64;
+            for r in 0..ROUNDS {
+                let n = 1 + (k + r) % 2;
+                let mut asked = 0u64;
+                // Some waits end by interruption after a few asks, some by a short deadline,
+                // some only when served.
+                let mut hook = || {
+                    asked += 1;
+                    (k + r).is_multiple_of(3) && asked > r % 3
+                };
+                let deadline = ((k + r) % 3 == 1)
+                    .then(|| Instant::now() + Duration::from_micros(50 + r % 200));
+                match s.acquire(n, deadline, &mut hook) {
+                    Ok(()) => {
+                        let now = inside.fetch_add(n, Ordering::SeqCst) + n;
+                        assert!(now <= PERMITS, "{now} permits held of {PERMITS}");
+                        thread::yield_now();
+                        inside.fetch_sub(n, Ordering::SeqCst);
+                        took.fetch_add(1, Ordering::Relaxed);
+                        s.release(n).unwrap();
                     }
-                })
-            })
-            .collect();
-        for h in hs {
-            h.join().unwrap();
-        }
+                    Err(Stop::Timeout | Stop::Interrupted) => {
+                        gave_up.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(Stop::Closed) => unreachable!(),
+                }
+            }
+        });
         let (took, gave_up) = (
             took.load(Ordering::Relaxed),
             gave_up.load(Ordering::Relaxed),

@@ -52,6 +52,29 @@ pub fn next_slice(deadline: Option<Instant>) -> Option<Duration> {
     }
 }
 
+/// Tests: spins until `pred` holds (failing after 30 s), to wait for another thread to reach a
+/// state without sleeping.
+#[cfg(all(test, not(loom)))]
+pub(crate) fn spin_until(pred: impl Fn() -> bool) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while !pred() {
+        assert!(Instant::now() < end, "condition never became true");
+        std::thread::yield_now();
+    }
+}
+
+/// Tests: runs `body(i)` on `n` threads at once and waits for them all (scoped: the threads
+/// borrow the test's state, no `Arc` clones).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn on_threads(n: usize, body: impl Fn(usize) + Sync) {
+    std::thread::scope(|s| {
+        for i in 0..n {
+            let body = &body;
+            s.spawn(move || body(i));
+        }
+    });
+}
+
 /// Drives a wait built from a timed step (a join, a queue's timed pop): `step(slice)` until it
 /// yields a value, the deadline passes (Timeout) or the hook asks to stop (Interrupted). The
 /// one loop behind every blocking call whose core primitive only knows timeouts.

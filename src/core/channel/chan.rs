@@ -141,12 +141,15 @@ impl<T> Channel<T> {
         self.state.lock().is_full()
     }
 
-    /// Receive operations (plain or select cases) waiting on this channel.
+    /// Receive operations (plain or select cases) waiting on this channel (tests wait for
+    /// a peer to block with it).
+    #[cfg(test)]
     pub fn waiting_receivers(&self) -> usize {
         self.state.lock().receivers.waiting()
     }
 
     /// Send operations (plain or select cases) waiting on this channel.
+    #[cfg(test)]
     pub fn waiting_senders(&self) -> usize {
         self.state.lock().senders.waiting()
     }

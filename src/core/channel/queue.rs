@@ -3,7 +3,7 @@
 
 use super::chan::Channel;
 use super::state::Capacity;
-use crate::core::wait::{next_wake, Hook, Stop};
+use crate::core::wait::{in_slices, Hook, Stop};
 use std::time::Instant;
 
 impl<T> Channel<T> {
@@ -27,24 +27,16 @@ impl<T> Channel<T> {
     /// queue.Queue.join: waits until every sent value was marked done. The hook runs between
     /// slices with no lock held.
     pub fn join(&self, deadline: Option<Instant>, hook: Hook<'_>) -> Result<(), Stop> {
-        loop {
-            {
-                let mut st = self.state.lock();
-                if st.unfinished == 0 {
-                    return Ok(());
-                }
-                let Some(until) = next_wake(deadline) else {
-                    return Err(Stop::Timeout);
-                };
-                self.all_done.wait_until(&mut st, until);
-                if st.unfinished == 0 {
-                    return Ok(());
-                }
-            }
-            if hook() {
-                return Err(Stop::Interrupted);
-            }
+        if self.unfinished() == 0 {
+            return Ok(());
         }
+        in_slices(deadline, hook, |slice| {
+            let mut st = self.state.lock();
+            if st.unfinished != 0 {
+                self.all_done.wait_for(&mut st, slice);
+            }
+            (st.unfinished == 0).then_some(())
+        })
     }
 
     /// Removes everything buffered and marks it done (queue.Queue.shutdown(immediate=True));

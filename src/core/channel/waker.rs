@@ -9,9 +9,9 @@
 //! taking a channel's, and nobody takes anything while holding a waiter's lock.
 
 use crate::core::sync::{Arc, Condvar, Mutex};
-use crate::core::wait::{next_wake, Hook, Stop};
+use crate::core::wait::{in_slices, Hook, Stop};
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How a select case (or a plain send or recv, a one-case select) was completed.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,6 +28,7 @@ pub enum Selected<T> {
     Closed(usize),
 }
 
+#[cfg(test)]
 impl<T> Selected<T> {
     pub fn index(&self) -> usize {
         match self {
@@ -121,11 +122,11 @@ impl<T> Waiter<T> {
         matches!(self.slot.lock().status, Status::Waiting)
     }
 
-    /// Sleeps until completed or `until`; true once completed (or aborted).
-    fn sleep(&self, until: Instant) -> bool {
+    /// Sleeps until completed or for `slice`; true once completed (or aborted).
+    fn sleep(&self, slice: Duration) -> bool {
         let mut s = self.slot.lock();
         if matches!(s.status, Status::Waiting) {
-            self.cv.wait_until(&mut s, until);
+            self.cv.wait_for(&mut s, slice);
         }
         !matches!(s.status, Status::Waiting)
     }
@@ -176,19 +177,10 @@ pub fn block_on<T>(
     deadline: Option<Instant>,
     hook: Hook<'_>,
 ) -> (Result<Selected<T>, Stop>, Unsent<T>) {
-    let stop = loop {
-        let Some(until) = next_wake(deadline) else {
-            break Stop::Timeout;
-        };
-        if w.sleep(until) {
-            let (outcome, unsent) = w.settle();
-            return (outcome.ok_or(Stop::Timeout), unsent);
-        }
-        if hook() {
-            break Stop::Interrupted;
-        }
-    };
+    let waited = in_slices(deadline, hook, |slice| w.sleep(slice).then_some(()));
     let (outcome, unsent) = w.settle();
+    // Woken without an outcome: aborted by a fork child's clean-up.
+    let stop = waited.err().unwrap_or(Stop::Timeout);
     (outcome.ok_or(stop), unsent)
 }
 
@@ -265,6 +257,7 @@ impl<T> WaitQueue<T> {
         self.entries.iter().any(|e| e.waiter.is_waiting())
     }
 
+    #[cfg(test)]
     pub fn waiting(&self) -> usize {
         self.entries
             .iter()
