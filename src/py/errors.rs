@@ -5,90 +5,70 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
-static BROKEN: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static TIMEOUT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static CANCELLED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static QUEUE_FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static QUEUE_EMPTY: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static CLOSED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static PLAIN_FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-fn make(
-    py: Python<'_>,
-    cell: &'static PyOnceLock<Py<PyType>>,
-    module: &str,
-    name: &str,
-    msg: Option<&str>,
-) -> PyErr {
-    let ty = cell.get_or_try_init(py, || -> PyResult<_> {
-        Ok(py
-            .import(module)?
-            .getattr(name)?
-            .cast_into::<PyType>()?
-            .unbind())
-    });
-    match ty {
-        Ok(t) => match msg {
-            Some(m) => PyErr::from_type(t.bind(py).clone(), m.to_string()),
-            None => PyErr::from_type(t.bind(py).clone(), ()),
-        },
-        Err(e) => e,
+/// `importable!(fn name = "module"."Attr")`: the class, imported once and cached.
+macro_rules! importable {
+    ($($(#[$doc:meta])* fn $name:ident = $module:literal . $attr:literal;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+            static TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+            TYPE.import(py, $module, $attr).map(|t| t.clone())
+        }
+    )*};
+}
+
+importable! {
+    /// concurrent.futures.thread.BrokenThreadPool, so `except BrokenExecutor` keeps working.
+    fn broken_thread_pool_type = "concurrent.futures.thread"."BrokenThreadPool";
+    /// concurrent.futures.TimeoutError (distinct from the builtin before Python 3.11).
+    fn timeout_error_type = "concurrent.futures"."TimeoutError";
+    fn cancelled_error_type = "concurrent.futures"."CancelledError";
+    /// chanpool.QueueFull (a queue.Full): a subscriber's queue is full under overflow="error".
+    fn queue_full_type = "chanpool._errors"."QueueFull";
+    fn queue_full_plain_type = "queue"."Full";
+    fn queue_empty_type = "queue"."Empty";
+    /// chanpool.Closed: the subscription or channel has ended and nothing is left.
+    fn closed_type = "chanpool._errors"."Closed";
+}
+
+/// An instance of `ty` (with `msg`, if given), or the error that importing the class raised.
+fn raise(ty: PyResult<Bound<'_, PyType>>, msg: Option<&str>) -> PyErr {
+    match (ty, msg) {
+        (Ok(t), Some(m)) => PyErr::from_type(t, m.to_string()),
+        (Ok(t), None) => PyErr::from_type(t, ()),
+        (Err(e), _) => e,
     }
 }
 
-/// concurrent.futures.thread.BrokenThreadPool, so `except BrokenExecutor` keeps working.
 pub fn broken_thread_pool(py: Python<'_>, msg: &str) -> PyErr {
-    make(
-        py,
-        &BROKEN,
-        "concurrent.futures.thread",
-        "BrokenThreadPool",
-        Some(msg),
-    )
+    raise(broken_thread_pool_type(py), Some(msg))
 }
 
-/// concurrent.futures.TimeoutError (distinct from the builtin before Python 3.11).
 pub fn timeout_error(py: Python<'_>) -> PyErr {
-    make(py, &TIMEOUT, "concurrent.futures", "TimeoutError", None)
+    raise(timeout_error_type(py), None)
 }
 
-/// concurrent.futures.CancelledError.
 pub fn cancelled_error(py: Python<'_>) -> PyErr {
-    make(py, &CANCELLED, "concurrent.futures", "CancelledError", None)
+    raise(cancelled_error_type(py), None)
 }
 
-/// chanpool.QueueFull (a queue.Full): a subscriber's queue is full under overflow="error".
 pub fn queue_full(py: Python<'_>, msg: &str) -> PyErr {
-    make(py, &QUEUE_FULL, "chanpool._errors", "QueueFull", Some(msg))
+    raise(queue_full_type(py), Some(msg))
 }
 
 /// queue.Full: a put() found no room.
 pub fn queue_full_plain(py: Python<'_>) -> PyErr {
-    make(py, &PLAIN_FULL, "queue", "Full", None)
+    raise(queue_full_plain_type(py), None)
 }
 
 /// queue.Empty: a get() with a timeout found nothing.
 pub fn queue_empty(py: Python<'_>) -> PyErr {
-    make(py, &QUEUE_EMPTY, "queue", "Empty", None)
+    raise(queue_empty_type(py), None)
 }
 
-/// chanpool.Closed: the subscription or channel has ended and nothing is left.
 pub fn closed(py: Python<'_>, msg: &str) -> PyErr {
-    make(py, &CLOSED, "chanpool._errors", "Closed", Some(msg))
-}
-
-pub fn closed_type(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
-    Ok(CLOSED
-        .get_or_try_init(py, || -> PyResult<_> {
-            Ok(py
-                .import("chanpool._errors")?
-                .getattr("Closed")?
-                .cast_into::<PyType>()?
-                .unbind())
-        })?
-        .bind(py)
-        .clone())
+    raise(closed_type(py), Some(msg))
 }
 
 /// Reports an exception with its traceback on the `chanpool` logger.
