@@ -463,3 +463,16 @@ def test_contended_bucket_never_over_grants():
         else:
             assert granted[0] <= burst + math.ceil(rate * elapsed), (granted[0], elapsed)
             assert granted[0] > burst  # it did refill and grant while the threads raced
+
+
+def test_a_bool_timeout_is_a_type_error_naming_the_parameter():
+    # The shared Timeout argument: as Semaphore.acquire, a bool is not taken for seconds.
+    b = drained(FROZEN, 1)
+    with pytest.raises(TypeError, match="timeout"):
+        b.acquire(1, timeout=True)
+    assert b.waiting == 0
+
+
+def test_an_int_timeout_too_big_for_a_float_waits_for_good():
+    b = chanpool.TokenBucket(1e9, 1)
+    assert b.acquire(1, timeout=10**400)

@@ -1,10 +1,12 @@
 //! What every class that owns native threads shares: the fork generation it was made in (an
 //! object inherited by a fork()ed child refuses to be used there, and is leaked rather than
 //! dropped, since its locks may be held by threads the child does not have), and its stats
-//! dictionary. The context-manager methods stay one-liners in each class that call its own
+//! dictionary; and the core objects that rebuild themselves in a child instead (`Rebuilt`).
+//! The context-manager methods stay one-liners in each class that call its own
 //! close or shutdown.
 
-use crate::py::runtime;
+use crate::core::forkcell::ForkCell;
+use crate::py::runtime::{self, ForkEpoch};
 use pyo3::prelude::*;
 
 /// The fork generation an object was created in.
@@ -42,3 +44,37 @@ macro_rules! stats_dict {
     }};
 }
 pub(crate) use stats_dict;
+
+/// A core object that keeps working in a fork() child (a semaphore, a token bucket): rebuilt
+/// there on first use by `rebuild`, which reads what it can of the parent's object without
+/// taking its locks; the parent's object is leaked (see [`ForkCell`]).
+pub struct Rebuilt<T> {
+    cell: ForkCell<T>,
+    epoch: ForkEpoch,
+    rebuild: fn(&T) -> T,
+}
+
+impl<T> Rebuilt<T> {
+    pub fn new(value: T, rebuild: fn(&T) -> T) -> Self {
+        Rebuilt {
+            cell: ForkCell::new(value),
+            epoch: ForkEpoch::new(),
+            rebuild,
+        }
+    }
+
+    /// The object, rebuilt first if this is its first use in a fork() child.
+    #[inline]
+    pub fn get(&self) -> &T {
+        self.epoch.check(|_| {
+            let rebuilt = (self.rebuild)(self.cell.get());
+            self.cell.replace_leaking(rebuilt);
+        });
+        self.cell.get()
+    }
+
+    /// The object as it is, for what a rebuild never changes (a bound, a rate).
+    pub fn fixed(&self) -> &T {
+        self.cell.get()
+    }
+}

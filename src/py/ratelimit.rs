@@ -1,12 +1,13 @@
 //! TokenBucket: the core token bucket adapted to Python, usable directly, as a context manager
 //! and as a decorator that rate-limits every call of a function.
 
-use crate::core::forkcell::ForkCell;
 use crate::core::ratelimit::TokenBucket as CoreBucket;
 use crate::core::sync::RwLock;
-use crate::py::args::{real, Count};
+use crate::core::wait::Stop;
+use crate::py::args::{real, Count, Timeout};
 use crate::py::gc::{self, Traverse};
-use crate::py::runtime::{acquire_detached, deadline_from, ForkEpoch};
+use crate::py::lifecycle::Rebuilt;
+use crate::py::runtime::{acquire_detached, wait_detached};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -14,32 +15,20 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::PyTraverseError;
 
-/// How long a rate-limited worker waits for a token before asking whether to stop.
-const PACE_SLICE: f64 = 0.05;
-
 /// A rate limiter: `rate` tokens a second refill a bucket of `burst` tokens, which starts full.
 ///
 /// burst defaults to one second's worth of tokens (ceil(rate), at least 1). Waiters are served
 /// in arrival order, with the GIL released.
 #[pyclass(module = "chanpool", name = "TokenBucket", frozen)]
 pub struct TokenBucket {
-    core: ForkCell<CoreBucket>,
-    epoch: ForkEpoch,
+    /// Rebuilt on first use in a fork() child (README: keeps working there).
+    core: Rebuilt<CoreBucket>,
 }
 
 impl TokenBucket {
-    /// The core, rebuilt on first use in a fork() child (README: keeps working there).
-    fn core(&self) -> &CoreBucket {
-        self.epoch.check(|_| {
-            let rebuilt = self.core.get().rebuilt_after_fork();
-            self.core.replace_leaking(rebuilt);
-        });
-        self.core.get()
-    }
-
     /// The core, once `n` is known to be a request that can ever be served.
     fn checked(&self, n: Count) -> PyResult<(&CoreBucket, u64)> {
-        let core = self.core();
+        let core = self.core.get();
         let n = n.at_least(1, "n")?;
         core.check(n)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
@@ -47,27 +36,33 @@ impl TokenBucket {
     }
 
     /// One token for a rate-limited pool worker or subscription, waited for (GIL released) in
-    /// short slices so the caller's `stop` is asked between them: a slow limit must not hold up
-    /// shutdown or exit. False if `stop` said so first. A failed wait is logged and, unless
-    /// stopping, counts as a token: the limit is lost for one call rather than the work.
-    pub(crate) fn pace(&self, py: Python<'_>, stop: impl Fn() -> bool) -> bool {
-        loop {
-            if stop() {
-                return false;
+    /// line, with the caller's `stop` asked between the wait's slices: a slow limit must not
+    /// hold up shutdown or exit. False if `stop` said so first. A failed wait is logged and,
+    /// unless stopping, counts as a token: the limit is lost for one call rather than the work.
+    pub(crate) fn pace(&self, py: Python<'_>, stop: impl Fn() -> bool + Sync) -> bool {
+        if stop() {
+            return false;
+        }
+        let core = self.core.get();
+        if core.try_acquire(1) {
+            return true;
+        }
+        match wait_detached(py, |hook| core.acquire(1, None, &mut || stop() || hook())) {
+            (Ok(()), _) => true,
+            (Err(_), Some(e)) => {
+                crate::py::errors::log_exception(py, "chanpool: rate limit wait failed", e);
+                !stop()
             }
-            match self.take(py, Count::ONE, Some(PACE_SLICE)) {
-                Ok(true) => return true,
-                Ok(false) => {}
-                Err(e) => {
-                    crate::py::errors::log_exception(py, "chanpool: rate limit wait failed", e);
-                    return !stop();
-                }
-            }
+            (Err(Stop::Interrupted | Stop::Timeout | Stop::Closed), None) => false,
         }
     }
 
-    fn take(&self, py: Python<'_>, n: Count, timeout: Option<f64>) -> PyResult<bool> {
-        let deadline = deadline_from(timeout)?;
+    fn take(
+        &self,
+        py: Python<'_>,
+        n: Count,
+        deadline: Option<std::time::Instant>,
+    ) -> PyResult<bool> {
         let (core, n) = self.checked(n)?;
         if core.try_acquire(n) {
             return Ok(true);
@@ -90,19 +85,18 @@ impl TokenBucket {
         let core =
             CoreBucket::new(rate, burst).map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(TokenBucket {
-            core: ForkCell::new(core),
-            epoch: ForkEpoch::new(),
+            core: Rebuilt::new(core, CoreBucket::rebuilt_after_fork),
         })
     }
 
     /// Takes n tokens, waiting in line until they have been earned; False if that does not
     /// happen within timeout seconds.
     #[pyo3(
-        signature = (n = Count::ONE, timeout = None),
+        signature = (n = Count::ONE, timeout = Timeout::FOREVER),
         text_signature = "($self, n=1, timeout=None)"
     )]
-    fn acquire(&self, py: Python<'_>, n: Count, timeout: Option<f64>) -> PyResult<bool> {
-        self.take(py, n, timeout)
+    fn acquire(&self, py: Python<'_>, n: Count, timeout: Timeout) -> PyResult<bool> {
+        self.take(py, n, timeout.deadline)
     }
 
     /// Takes n tokens if they are there and nobody is waiting; never blocks.
@@ -115,23 +109,23 @@ impl TokenBucket {
     /// Tokens in the bucket now, fractions included.
     #[getter]
     fn available(&self) -> f64 {
-        self.core().available()
+        self.core.get().available()
     }
 
     #[getter]
     fn rate(&self) -> f64 {
-        self.core.get().rate()
+        self.core.fixed().rate()
     }
 
     #[getter]
     fn burst(&self) -> u64 {
-        self.core.get().burst()
+        self.core.fixed().burst()
     }
 
     /// Threads waiting in line right now.
     #[getter]
     fn waiting(&self) -> usize {
-        self.core().waiting()
+        self.core.get().waiting()
     }
 
     /// Takes one token.
@@ -190,10 +184,10 @@ impl TokenBucket {
     fn __repr__(&self) -> String {
         format!(
             "<chanpool.TokenBucket rate={:?}/s burst={} available={:.3} waiting={}>",
-            self.core().rate(),
-            self.core().burst(),
-            self.core().available(),
-            self.core().waiting()
+            self.core.get().rate(),
+            self.core.get().burst(),
+            self.core.get().available(),
+            self.core.get().waiting()
         )
     }
 }

@@ -1,10 +1,10 @@
 //! Semaphore: the core semaphore adapted to Python as a drop-in for threading.Semaphore and
 //! threading.BoundedSemaphore.
 
-use crate::core::forkcell::ForkCell;
 use crate::core::semaphore::{ReleaseError, Semaphore as CoreSemaphore};
 use crate::py::args::{Count, Timeout, Truthy};
-use crate::py::runtime::{acquire_detached, ForkEpoch};
+use crate::py::lifecycle::Rebuilt;
+use crate::py::runtime::acquire_detached;
 use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 
@@ -12,23 +12,14 @@ use pyo3::prelude::*;
 /// are served in arrival order and wait with the GIL released.
 #[pyclass(module = "chanpool", name = "Semaphore", subclass, frozen)]
 pub struct Semaphore {
-    core: ForkCell<CoreSemaphore>,
-    epoch: ForkEpoch,
+    /// Rebuilt on first use in a fork() child (README: keeps working there).
+    core: Rebuilt<CoreSemaphore>,
 }
 
 impl Semaphore {
-    /// The core, rebuilt on first use in a fork() child (README: keeps working there).
-    fn core(&self) -> &CoreSemaphore {
-        self.epoch.check(|_| {
-            let rebuilt = self.core.get().rebuilt_after_fork();
-            self.core.replace_leaking(rebuilt);
-        });
-        self.core.get()
-    }
-
     /// The core, once `n` is known to be a request that can ever be served.
     fn checked(&self, n: u64) -> PyResult<&CoreSemaphore> {
-        let core = self.core();
+        let core = self.core.get();
         if let Some(b) = core.bound().filter(|&b| n > b) {
             return Err(PyValueError::new_err(format!(
                 "n={n} exceeds the bound {b}: it could never be acquired"
@@ -48,8 +39,10 @@ impl Semaphore {
     fn new(value: Count, bounded: Truthy) -> PyResult<Self> {
         let value = value.at_least(0, "semaphore initial value")?;
         Ok(Semaphore {
-            core: ForkCell::new(CoreSemaphore::new(value, bounded.0)),
-            epoch: ForkEpoch::new(),
+            core: Rebuilt::new(
+                CoreSemaphore::new(value, bounded.0),
+                CoreSemaphore::rebuilt_after_fork,
+            ),
         })
     }
 
@@ -98,7 +91,7 @@ impl Semaphore {
             Err(_) if n.below(1) => return Err(PyValueError::new_err("n must be one or more")),
             Err(e) => return Err(e),
         };
-        self.core().release(n).map_err(|e| match e {
+        self.core.get().release(n).map_err(|e| match e {
             ReleaseError::AboveBound => PyValueError::new_err(e.to_string()),
             ReleaseError::Overflow => PyOverflowError::new_err(e.to_string()),
         })
@@ -107,18 +100,18 @@ impl Semaphore {
     /// Permits free right now.
     #[getter]
     fn available(&self) -> u64 {
-        self.core().available()
+        self.core.get().available()
     }
 
     /// Threads waiting in line right now.
     #[getter]
     fn waiting(&self) -> usize {
-        self.core().waiting()
+        self.core.get().waiting()
     }
 
     #[getter]
     fn bounded(&self) -> bool {
-        self.core.get().bound().is_some()
+        self.core.fixed().bound().is_some()
     }
 
     /// Like threading.Semaphore: returns acquire()'s result.
@@ -138,7 +131,7 @@ impl Semaphore {
 
     /// threading's format: `<module.Class at 0x..: value=N>`, `value=N/bound` when bounded.
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-        let core = slf.get().core();
+        let core = slf.get().core.get();
         let cls = slf.get_type();
         let value = match core.bound() {
             Some(b) => format!("{}/{b}", core.available()),
