@@ -938,3 +938,65 @@ def test_gc_while_other_threads_use_channels():
 
 def test_module_exports():
     assert chanpool.Channel is Channel and chanpool.select is select and chanpool.fan_in is fan_in
+
+
+# ------------------------------------------------------- the shared argument types (issue 9)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: Channel(1).send(1, timeout=True),
+        lambda: Channel(1).recv(timeout=False),
+        lambda: Channel(1).put(1, timeout=True),
+        lambda: Channel(1).get(True, False),
+        lambda: select([Channel(1)], timeout=True),
+    ],
+)
+def test_a_bool_timeout_is_a_type_error_naming_the_parameter(call):
+    # As for every chanpool timeout (Semaphore, TokenBucket): a bool is not taken for seconds.
+    with pytest.raises(TypeError, match="timeout"):
+        call()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda: Channel("3"), lambda: Channel(2.5), lambda: fan_in(Channel(1), capacity="x")],
+)
+def test_a_bad_capacity_type_error_names_the_parameter(call):
+    with pytest.raises(TypeError, match="capacity"):
+        call()
+
+
+def test_capacity_takes_what_has_index_and_refuses_out_of_range_ints():
+    class Index:
+        def __index__(self) -> int:
+            return 3
+
+    c = Channel(Index())
+    assert c.capacity == 3
+    for bad in (-1, 2**63, 2**200):
+        with pytest.raises(ValueError, match="capacity"):
+            Channel(bad)
+
+
+def test_an_int_timeout_too_big_for_a_float_waits_for_good():
+    c = Channel(0)
+    got = []
+    t = start(lambda: got.append(c.recv(timeout=10**400)))
+    c.send("there", timeout=10**400)
+    t.join(WATCHDOG)
+    assert got == ["there"]
+    q = Channel(1)
+    q.put(1, True, 10**400)
+    assert q.get(True, 10**400) == 1
+    assert select([(q, 2)], timeout=10**400) == (0, None, True)
+
+
+def test_the_queue_api_ignores_a_nan_timeout_when_not_blocking():
+    # queue.Queue does not look at the timeout when block is false; neither do put/get.
+    q = Channel(1)
+    q.put(1, False, float("nan"))
+    assert q.get(False, float("nan")) == 1
+    with pytest.raises(TypeError, match="timeout"):
+        q.put(1, False, "soon")  # the type is still checked, as before

@@ -117,28 +117,94 @@ impl Timeout {
         secs: None,
         deadline: None,
     };
+
+    /// The seconds a timeout argument gives (None for None), type-checked but not yet a
+    /// deadline (NaN passes here).
+    pub fn secs_of(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Option<f64>> {
+        if obj.is_none() {
+            return Ok(None);
+        }
+        match real(&obj.to_owned(), "timeout") {
+            Ok(t) => Ok(Some(t)),
+            // An int too big for a float is a timeout of forever, like inf.
+            Err(e)
+                if obj.is_instance_of::<PyInt>() && e.is_instance_of::<PyValueError>(obj.py()) =>
+            {
+                Ok(Some(f64::INFINITY))
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl<'a, 'py> FromPyObject<'a, 'py> for Timeout {
     type Error = PyErr;
 
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        if obj.is_none() {
-            return Ok(Timeout::FOREVER);
-        }
-        let secs = match real(&obj.to_owned(), "timeout") {
-            Ok(t) => t,
-            // An int too big for a float is a timeout of forever, like inf.
-            Err(e)
-                if obj.is_instance_of::<PyInt>() && e.is_instance_of::<PyValueError>(obj.py()) =>
-            {
-                f64::INFINITY
-            }
-            Err(e) => return Err(e),
-        };
+        let secs = Timeout::secs_of(obj)?;
         Ok(Timeout {
-            secs: Some(secs),
-            deadline: crate::py::runtime::deadline_from(Some(secs))?,
+            secs,
+            deadline: crate::py::runtime::deadline_from(secs)?,
         })
+    }
+}
+
+// Channel, select, fan_in, Queue (s-chan).
+
+/// A channel's `capacity`: an int >= 0 (0: unbuffered), or None for unbounded. (An `Option`
+/// parameter would not tell an explicit None from the argument being left out.)
+#[derive(Debug, Clone, Copy)]
+pub struct ChanCapacity(pub crate::core::channel::Capacity);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for ChanCapacity {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        use crate::core::channel::Capacity;
+        if obj.is_none() {
+            return Ok(ChanCapacity(Capacity::Unbounded));
+        }
+        let n: Count = obj.extract().map_err(|_| match obj.get_type().name() {
+            Ok(t) => PyTypeError::new_err(format!("capacity must be an int or None, got {t}")),
+            Err(e) => e,
+        })?;
+        let out_of_range =
+            || PyValueError::new_err("capacity must be >= 0 (0: unbuffered) or None (unbounded)");
+        match n.at_least(0, "capacity").map(usize::try_from) {
+            Ok(Ok(0)) => Ok(ChanCapacity(Capacity::Rendezvous)),
+            Ok(Ok(n)) if n <= i64::MAX as usize => Ok(ChanCapacity(Capacity::Bounded(n))),
+            _ => Err(out_of_range()),
+        }
+    }
+}
+
+/// queue.Queue's `timeout`: type-checked as [`Timeout`], but looked at only when the call
+/// blocks (as queue.Queue does), and then a negative one is a ValueError (Go's API and select
+/// take it as "only try").
+#[derive(Debug, Clone, Copy)]
+pub struct QueueTimeout(Option<f64>);
+
+impl QueueTimeout {
+    pub const NONE: QueueTimeout = QueueTimeout(None);
+
+    /// The deadline of a blocking call (None: forever); None when not blocking.
+    pub fn deadline(self, block: bool) -> PyResult<Option<Instant>> {
+        if !block {
+            return Ok(None);
+        }
+        if self.0.is_some_and(|t| t < 0.0) {
+            return Err(PyValueError::new_err(
+                "'timeout' must be a non-negative number",
+            ));
+        }
+        crate::py::runtime::deadline_from(self.0)
+    }
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for QueueTimeout {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Timeout::secs_of(obj).map(QueueTimeout)
     }
 }

@@ -11,30 +11,28 @@ mod multi;
 pub use multi::{fan_in, select};
 
 use crate::core::channel::{self as core, Capacity, TryRecv, TrySend};
-use crate::core::wait::{Hook, Stop};
-use crate::py::args::{Count, Truthy};
+use crate::core::wait::Stop;
+use crate::py::args::{ChanCapacity, Count, QueueTimeout, Timeout, Truthy};
 use crate::py::errors;
-use crate::py::runtime;
+use crate::py::gc::{self, Traverse};
+use crate::py::runtime::{wait_detached, ForkEpoch};
 use close::{ended, put_closed, send_closed, stopped};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyInt, PyType};
+use pyo3::types::PyType;
 use pyo3::PyTraverseError;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 type Value = Py<PyAny>;
 type Core = core::Channel<Value>;
 
-/// `ChanInner::epoch` while the first user in a fork child resets the channel.
-const RESETTING: u64 = u64::MAX;
-
 pub struct ChanInner {
     core: Core,
     /// The fork generation the channel was last used in (see `core()`).
-    epoch: AtomicU64,
+    epoch: ForkEpoch,
     /// Set in a fork child if another thread held the channel's lock when the process forked.
     unusable: AtomicBool,
     /// Fed by a fan_in forwarder thread, which a fork child does not have.
@@ -45,69 +43,45 @@ impl ChanInner {
     fn new(cap: Capacity, forwarded: bool) -> Arc<Self> {
         Arc::new(ChanInner {
             core: core::Channel::new(cap),
-            epoch: AtomicU64::new(runtime::generation()),
+            epoch: ForkEpoch::new(),
             unusable: AtomicBool::new(false),
             forwarded,
         })
     }
 
-    /// The core, after making sure it is usable in this process.
+    /// The core, after making sure it is usable in this process. On first use in a fork
+    /// child the threads that were blocked on the channel do not exist, so their waits are
+    /// forgotten (their blocked sends' values dropped, attached, once the epoch is set); what
+    /// was buffered stays. A fan_in output is closed: its forwarder thread does not exist either.
     #[inline]
-    fn core(&self, py: Python<'_>) -> PyResult<&Core> {
-        if self.epoch.load(Ordering::Acquire) != runtime::generation() {
-            self.enter_generation(py)?;
-        }
-        Ok(&self.core)
-    }
-
-    /// First use in a fork child: the threads that were blocked on the channel do not exist
-    /// here, so their waits are forgotten (their blocked sends' values dropped); what was
-    /// buffered stays. A fan_in output is closed: its forwarder thread does not exist either.
-    #[cold]
-    fn enter_generation(&self, py: Python<'_>) -> PyResult<()> {
-        let gen = runtime::generation();
-        loop {
-            let seen = self.epoch.load(Ordering::Acquire);
-            if seen == gen {
-                break;
-            }
-            if seen == RESETTING {
-                py.detach(std::thread::yield_now);
-                continue;
-            }
-            if self
-                .epoch
-                .compare_exchange(seen, RESETTING, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
-                continue;
-            }
-            let dropped = match self.core.after_fork() {
-                Some(values) => values,
-                None => {
-                    self.unusable.store(true, Ordering::Release);
-                    Vec::new()
-                }
-            };
-            if self.forwarded && !self.unusable.load(Ordering::Acquire) {
-                self.core.close();
-            }
-            self.epoch.store(gen, Ordering::Release);
-            drop(dropped);
-            break;
-        }
-        if self.unusable.load(Ordering::Acquire) {
+    fn core(&self) -> PyResult<&Core> {
+        let mut dropped = None;
+        self.epoch.check(|_| dropped = Some(self.forget_parent()));
+        drop(dropped);
+        if self.unusable.load(Ordering::Relaxed) {
             return Err(PyRuntimeError::new_err(
                 "this Channel was in use by another thread when the process forked, so its \
                  state is unknown in the child: create a new Channel in the child",
             ));
         }
-        Ok(())
+        Ok(&self.core)
+    }
+
+    #[cold]
+    fn forget_parent(&self) -> Vec<Value> {
+        let Some(values) = self.core.after_fork() else {
+            self.unusable.store(true, Ordering::Relaxed);
+            return Vec::new();
+        };
+        if self.forwarded {
+            self.core.close();
+        }
+        values
     }
 
     /// Whether it is safe to touch the core without the checks (finalizers, GC).
     fn current(&self) -> bool {
-        self.epoch.load(Ordering::Acquire) == runtime::generation()
+        self.epoch.is_current()
     }
 
     /// The exception for a receive on a closed, drained channel.
@@ -116,54 +90,26 @@ impl ChanInner {
     }
 }
 
-/// Runs a blocking core operation detached, in slices that watch for Ctrl-C.
-fn wait<R, F>(py: Python<'_>, f: F) -> (R, Option<PyErr>)
-where
-    R: Send,
-    F: FnOnce(Hook<'_>) -> R + Send,
-{
-    runtime::wait_detached(py, f)
-}
-
-fn capacity_of(cap: &Bound<'_, PyAny>, what: &str) -> PyResult<Capacity> {
-    if cap.is_none() {
-        return Ok(Capacity::Unbounded);
-    }
-    if cap.is_instance_of::<PyBool>() || !cap.is_instance_of::<PyInt>() {
-        return Err(PyTypeError::new_err(format!(
-            "{what} must be an int or None, got {}",
-            cap.get_type().name()?
-        )));
-    }
-    match cap.extract::<i64>() {
-        Ok(0) => Ok(Capacity::Rendezvous),
-        Ok(n) if n > 0 => Ok(Capacity::Bounded(n as usize)),
-        _ => Err(PyValueError::new_err(format!(
-            "{what} must be >= 0 (0: unbuffered) or None (unbounded)"
-        ))),
+/// The values a channel holds are its Python object's own only when nothing else (a fan_in
+/// thread) shares them, and only in the process that made them.
+impl gc::Traverse for Arc<ChanInner> {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if Arc::strong_count(self) != 1 || !self.current() {
+            return Ok(());
+        }
+        self.core.try_visit(|v| visit.call(v))
     }
 }
 
-/// A capacity argument: an int >= 0, or None for unbounded. (An `Option` parameter would not
-/// tell an explicit None from the argument being left out.)
-pub struct CapArg(Capacity);
-
-impl FromPyObject<'_, '_> for CapArg {
-    type Error = PyErr;
-
-    fn extract(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Self> {
-        capacity_of(&obj, "capacity").map(CapArg)
+impl gc::Clear for Arc<ChanInner> {
+    fn take(&self) -> Vec<Value> {
+        if Arc::strong_count(self) != 1 || !self.current() {
+            return Vec::new();
+        }
+        let (mut values, reason) = self.core.try_take_all();
+        values.extend(reason.and_then(|r| Arc::try_unwrap(r).ok()));
+        values
     }
-}
-
-/// queue.Queue's timeout rule: a negative one is an error (Go's API: it only tries).
-fn queue_timeout(timeout: Option<f64>) -> PyResult<Option<Instant>> {
-    if timeout.is_some_and(|t| t < 0.0) {
-        return Err(PyValueError::new_err(
-            "'timeout' must be a non-negative number",
-        ));
-    }
-    runtime::deadline_from(timeout)
 }
 
 /// A Go channel: Channel(0) unbuffered, Channel(n) buffered, Channel(None) unbounded.
@@ -192,7 +138,7 @@ impl Channel {
         deadline: Option<Instant>,
     ) -> Result<(), Stop> {
         let core = &self.inner.core;
-        let (r, sig) = wait(py, |hook| core.send(item, deadline, hook));
+        let (r, sig) = wait_detached(py, |hook| core.send(item, deadline, hook));
         let r = match r {
             Ok(()) => Ok(()),
             Err((stop, item)) => {
@@ -214,7 +160,7 @@ impl Channel {
     /// back to the channel (the next receiver gets it) and the signal's exception is raised.
     fn recv_wait(&self, py: Python<'_>, deadline: Option<Instant>) -> Result<Value, Stop> {
         let core = &self.inner.core;
-        let (r, sig) = wait(py, |hook| core.recv(deadline, hook));
+        let (r, sig) = wait_detached(py, |hook| core.recv(deadline, hook));
         match (r, sig) {
             (r, None) => r,
             (r, Some(e)) => {
@@ -248,8 +194,8 @@ impl Channel {
     }
 
     #[new]
-    #[pyo3(signature = (capacity=CapArg(Capacity::Rendezvous)), text_signature = "(capacity=0)")]
-    fn py_new(capacity: CapArg) -> PyResult<Self> {
+    #[pyo3(signature = (capacity=ChanCapacity(Capacity::Rendezvous)), text_signature = "(capacity=0)")]
+    fn py_new(capacity: ChanCapacity) -> PyResult<Self> {
         Ok(Channel {
             inner: ChanInner::new(capacity.0, false),
             close_on_drop: false,
@@ -257,10 +203,10 @@ impl Channel {
     }
 
     /// Sends, waiting (GIL released) for room or, unbuffered, for a receiver.
-    #[pyo3(signature = (item, timeout=None))]
-    fn send(&self, py: Python<'_>, item: Value, timeout: Option<f64>) -> PyResult<()> {
-        let deadline = runtime::deadline_from(timeout)?;
-        match self.inner.core(py)?.try_send(item) {
+    #[pyo3(signature = (item, timeout=Timeout::FOREVER), text_signature = "($self, item, timeout=None)")]
+    fn send(&self, py: Python<'_>, item: Value, timeout: Timeout) -> PyResult<()> {
+        let deadline = timeout.deadline;
+        match self.inner.core()?.try_send(item) {
             Ok(()) => Ok(()),
             Err(TrySend::Closed(_)) => Err(send_closed(py)),
             Err(TrySend::Full(item)) => match self.send_wait(py, item, deadline) {
@@ -273,10 +219,10 @@ impl Channel {
 
     /// Receives, waiting (GIL released); raises chanpool.Closed (or the close error) once the
     /// channel is closed and drained.
-    #[pyo3(signature = (timeout=None))]
-    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Value> {
-        let deadline = runtime::deadline_from(timeout)?;
-        match self.inner.core(py)?.try_recv() {
+    #[pyo3(signature = (timeout=Timeout::FOREVER), text_signature = "($self, timeout=None)")]
+    fn recv(&self, py: Python<'_>, timeout: Timeout) -> PyResult<Value> {
+        let deadline = timeout.deadline;
+        match self.inner.core()?.try_recv() {
             Ok(v) => Ok(v),
             Err(TryRecv::Closed) => Err(self.inner.ended(py)),
             Err(TryRecv::Empty) => match self.recv_wait(py, deadline) {
@@ -290,7 +236,7 @@ impl Channel {
     /// Sends only if that needs no waiting (room, or a receiver waiting: a plain recv() or a
     /// select); False otherwise.
     fn try_send(&self, py: Python<'_>, item: Value) -> PyResult<bool> {
-        match self.inner.core(py)?.try_send(item) {
+        match self.inner.core()?.try_send(item) {
             Ok(()) => Ok(true),
             Err(TrySend::Full(_)) => Ok(false),
             Err(TrySend::Closed(_)) => Err(send_closed(py)),
@@ -300,7 +246,7 @@ impl Channel {
     /// (value, True) if one was ready (buffered, or a waiting sender's), else (None, False);
     /// raises like recv() once the channel is closed and drained.
     fn try_recv(&self, py: Python<'_>) -> PyResult<(Option<Value>, bool)> {
-        match self.inner.core(py)?.try_recv() {
+        match self.inner.core()?.try_recv() {
             Ok(v) => Ok((Some(v), true)),
             Err(TryRecv::Empty) => Ok((None, false)),
             Err(TryRecv::Closed) => Err(self.inner.ended(py)),
@@ -310,17 +256,17 @@ impl Channel {
     /// Closes the channel: sends fail, receivers drain what is buffered, then get
     /// chanpool.Closed (or `error`, if given). Returns False if it was already closed.
     #[pyo3(signature = (error=None))]
-    fn close(&self, py: Python<'_>, error: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    fn close(&self, error: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let reason = match error.filter(|e| !e.is_none()) {
             None => None,
             Some(e) => Some(close::close_reason(e)?),
         };
-        Ok(self.inner.core(py)?.close_with(reason))
+        Ok(self.inner.core()?.close_with(reason))
     }
 
     #[getter]
-    fn closed(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.inner.core(py)?.is_closed())
+    fn closed(&self) -> PyResult<bool> {
+        Ok(self.inner.core()?.is_closed())
     }
 
     /// None when unbounded, 0 when unbuffered.
@@ -333,8 +279,8 @@ impl Channel {
         }
     }
 
-    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.inner.core(py)?.len())
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.inner.core()?.len())
     }
 
     /// Always true, like any object without a length: `if ch:` must not depend on whether
@@ -349,7 +295,7 @@ impl Channel {
 
     /// Iteration receives until the channel is closed and drained (a close error is raised).
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Value>> {
-        let r = match self.inner.core(py)?.try_recv() {
+        let r = match self.inner.core()?.try_recv() {
             Ok(v) => return Ok(Some(v)),
             Err(TryRecv::Closed) => Err(Stop::Closed),
             Err(TryRecv::Empty) => self.recv_wait(py, None),
@@ -365,19 +311,11 @@ impl Channel {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // Values are this object's own only when nothing else (a fan_in thread) shares them.
-        if Arc::strong_count(&self.inner) != 1 || !self.inner.current() {
-            return Ok(());
-        }
-        self.inner.core.try_visit(|v| visit.call(v))
+        self.traverse(&visit)
     }
 
     fn __clear__(&self) {
-        if Arc::strong_count(&self.inner) != 1 || !self.inner.current() {
-            return;
-        }
-        let taken = self.inner.core.try_take_all();
-        drop(taken);
+        gc::clear(&[&self.inner]);
     }
 
     fn __repr__(&self) -> String {
@@ -408,7 +346,7 @@ impl Channel {
     /// As queue.Queue: `maxsize = n` bounds the channel at n, or unbounds it for n <= 0; what
     /// is queued stays, and blocked puts go in if there is room now.
     #[setter]
-    fn set_maxsize(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set_maxsize(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let n: Count = value.extract().map_err(|_| {
             PyTypeError::new_err(format!(
                 "maxsize must be an int, got {}",
@@ -425,27 +363,27 @@ impl Channel {
             // Too large to matter: no bound.
             Err(_) => Capacity::Unbounded,
         };
-        self.inner.core(py)?.set_capacity(cap);
+        self.inner.core()?.set_capacity(cap);
         Ok(())
     }
 
     /// queue.Queue's count of items put and not yet marked done with task_done().
     #[getter]
-    fn unfinished_tasks(&self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.inner.core(py)?.unfinished())
+    fn unfinished_tasks(&self) -> PyResult<u64> {
+        Ok(self.inner.core()?.unfinished())
     }
 
-    #[pyo3(signature = (item, block=Truthy(true), timeout=None), text_signature = "($self, item, block=True, timeout=None)")]
+    #[pyo3(signature = (item, block=Truthy(true), timeout=QueueTimeout::NONE), text_signature = "($self, item, block=True, timeout=None)")]
     fn put(
         &self,
         py: Python<'_>,
         item: Value,
         block: Truthy,
-        timeout: Option<f64>,
+        timeout: QueueTimeout,
     ) -> PyResult<()> {
         let block = block.0;
-        let deadline = if block { queue_timeout(timeout)? } else { None };
-        match self.inner.core(py)?.try_send(item) {
+        let deadline = timeout.deadline(block)?;
+        match self.inner.core()?.try_send(item) {
             Ok(()) => Ok(()),
             Err(TrySend::Closed(_)) => Err(put_closed(py)),
             Err(TrySend::Full(_)) if !block => Err(errors::queue_full_plain(py)),
@@ -458,11 +396,11 @@ impl Channel {
         }
     }
 
-    #[pyo3(signature = (block=Truthy(true), timeout=None), text_signature = "($self, block=True, timeout=None)")]
-    fn get(&self, py: Python<'_>, block: Truthy, timeout: Option<f64>) -> PyResult<Value> {
+    #[pyo3(signature = (block=Truthy(true), timeout=QueueTimeout::NONE), text_signature = "($self, block=True, timeout=None)")]
+    fn get(&self, py: Python<'_>, block: Truthy, timeout: QueueTimeout) -> PyResult<Value> {
         let block = block.0;
-        let deadline = if block { queue_timeout(timeout)? } else { None };
-        match self.inner.core(py)?.try_recv() {
+        let deadline = timeout.deadline(block)?;
+        match self.inner.core()?.try_recv() {
             Ok(v) => Ok(v),
             Err(TryRecv::Closed) => Err(self.inner.ended(py)),
             Err(TryRecv::Empty) if !block => Err(errors::queue_empty(py)),
@@ -476,27 +414,27 @@ impl Channel {
     }
 
     fn put_nowait(&self, py: Python<'_>, item: Value) -> PyResult<()> {
-        self.put(py, item, Truthy(false), None)
+        self.put(py, item, Truthy(false), QueueTimeout::NONE)
     }
 
     fn get_nowait(&self, py: Python<'_>) -> PyResult<Value> {
-        self.get(py, Truthy(false), None)
+        self.get(py, Truthy(false), QueueTimeout::NONE)
     }
 
-    fn qsize(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.inner.core(py)?.len())
+    fn qsize(&self) -> PyResult<usize> {
+        Ok(self.inner.core()?.len())
     }
 
-    fn empty(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.inner.core(py)?.is_empty())
+    fn empty(&self) -> PyResult<bool> {
+        Ok(self.inner.core()?.is_empty())
     }
 
-    fn full(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.inner.core(py)?.is_full())
+    fn full(&self) -> PyResult<bool> {
+        Ok(self.inner.core()?.is_full())
     }
 
-    fn task_done(&self, py: Python<'_>) -> PyResult<()> {
-        if self.inner.core(py)?.task_done() {
+    fn task_done(&self) -> PyResult<()> {
+        if self.inner.core()?.task_done() {
             Ok(())
         } else {
             Err(PyValueError::new_err("task_done() called too many times"))
@@ -505,19 +443,19 @@ impl Channel {
 
     /// Waits (GIL released) until every item put was marked done with task_done().
     fn join(&self, py: Python<'_>) -> PyResult<()> {
-        let core = self.inner.core(py)?;
+        let core = self.inner.core()?;
         if core.unfinished() == 0 {
             return Ok(());
         }
-        let (r, sig) = wait(py, |hook| core.join(None, hook));
+        let (r, sig) = wait_detached(py, |hook| core.join(None, hook));
         r.map_err(|stop| stopped(stop, sig, "join"))
     }
 
     /// queue.Queue.shutdown (3.13): put() fails from now on; get() fails once the queue is
     /// empty, or at once with immediate=True (which also discards what is queued).
     #[pyo3(signature = (immediate=Truthy(false)), text_signature = "($self, immediate=False)")]
-    fn shutdown(&self, py: Python<'_>, immediate: Truthy) -> PyResult<()> {
-        let core = self.inner.core(py)?;
+    fn shutdown(&self, immediate: Truthy) -> PyResult<()> {
+        let core = self.inner.core()?;
         core.close();
         if immediate.0 {
             drop(core.drain());
@@ -526,7 +464,9 @@ impl Channel {
     }
 
     #[getter]
-    fn is_shutdown(&self, py: Python<'_>) -> PyResult<bool> {
-        self.closed(py)
+    fn is_shutdown(&self) -> PyResult<bool> {
+        self.closed()
     }
 }
+
+gc::gc_fields!(Channel { inner });

@@ -1,11 +1,12 @@
 //! select() and fan_in(): the operations over several channels.
 
 use super::close::stopped;
-use super::{wait, CapArg, ChanInner, Channel, Value};
+use super::{ChanInner, Channel, Value};
 use crate::core::channel::{self as core, Capacity, Case, Selected};
 use crate::core::wait::never;
-use crate::py::args::Truthy;
+use crate::py::args::{ChanCapacity, Timeout, Truthy};
 use crate::py::errors;
+use crate::py::runtime::wait_detached;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyTuple};
@@ -16,22 +17,22 @@ use std::sync::Arc;
 /// closed channel. With default=True it returns (None, None, False) at once if nothing is ready.
 #[pyfunction]
 #[pyo3(
-    signature = (cases, *, timeout=None, default=Truthy(false)),
+    signature = (cases, *, timeout=Timeout::FOREVER, default=Truthy(false)),
     text_signature = "(cases, *, timeout=None, default=False)"
 )]
 pub fn select<'py>(
     py: Python<'py>,
     cases: &Bound<'py, PyAny>,
-    timeout: Option<f64>,
+    timeout: Timeout,
     default: Truthy,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let default = default.0;
-    if default && timeout.is_some() {
+    if default && timeout.secs.is_some() {
         return Err(PyValueError::new_err(
             "select() takes a timeout or default=True, not both",
         ));
     }
-    let deadline = crate::py::runtime::deadline_from(timeout)?;
+    let deadline = timeout.deadline;
     let mut chans: Vec<Bound<'py, Channel>> = Vec::new();
     let mut sends: Vec<Option<Value>> = Vec::new();
     let not_a_case = || {
@@ -65,7 +66,7 @@ pub fn select<'py>(
     }
     let mut cs: Vec<Case<'_, Value>> = Vec::with_capacity(chans.len());
     for (ch, send) in chans.iter().zip(sends) {
-        let chan = ch.get().inner.core(py)?;
+        let chan = ch.get().inner.core()?;
         cs.push(match send {
             None => Case::recv(chan),
             Some(v) => Case::send(chan, v),
@@ -75,7 +76,7 @@ pub fn select<'py>(
     let mut sig = None;
     if matches!(r, Ok(None)) && !default {
         let cs = &mut cs;
-        (r, sig) = wait(py, move |hook| core::select(cs, true, deadline, hook));
+        (r, sig) = wait_detached(py, move |hook| core::select(cs, true, deadline, hook));
     }
     if let Some(e) = sig {
         // Interrupted just as a case completed: a received value goes back to its channel.
@@ -111,12 +112,8 @@ pub fn select<'py>(
 /// error among them, if any). Forwarding runs on one native thread per merge, without the GIL;
 /// it stops early if the output is closed or dropped, giving back the value it held.
 #[pyfunction]
-#[pyo3(signature = (*channels, capacity=CapArg(Capacity::Bounded(64))), text_signature = "(*channels, capacity=64)")]
-pub fn fan_in(
-    py: Python<'_>,
-    channels: &Bound<'_, PyTuple>,
-    capacity: CapArg,
-) -> PyResult<Channel> {
+#[pyo3(signature = (*channels, capacity=ChanCapacity(Capacity::Bounded(64))), text_signature = "(*channels, capacity=64)")]
+pub fn fan_in(channels: &Bound<'_, PyTuple>, capacity: ChanCapacity) -> PyResult<Channel> {
     let cap = capacity.0;
     let mut inputs = Vec::with_capacity(channels.len());
     for c in channels.iter() {
@@ -129,7 +126,7 @@ pub fn fan_in(
                     .unwrap_or_default()
             ))
         })?;
-        ch.get().inner.core(py)?;
+        ch.get().inner.core()?;
         inputs.push(Arc::clone(&ch.get().inner));
     }
     let out = ChanInner::new(cap, true);

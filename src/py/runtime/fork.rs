@@ -92,6 +92,12 @@ impl ForkEpoch {
         }
     }
 
+    /// Whether no rebuild is pending: the object was last used in this process (for finalizers
+    /// and the garbage collector, which must not rebuild).
+    pub fn is_current(&self) -> bool {
+        self.0.load(Ordering::Acquire) == generation()
+    }
+
     #[cold]
     fn enter(&self, gen: u64, forget: impl FnOnce(u64)) {
         let mut forget = Some(forget);
