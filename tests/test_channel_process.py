@@ -295,6 +295,65 @@ print("codes:", sorted(set(codes)))
     assert proc.stdout.strip().splitlines()[-1] == "codes: [0]", proc.stdout
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_channel_unusable_after_fork_keeps_refusing_and_never_hangs():
+    """A channel whose lock a parent thread held at fork() refuses every use in the child, not
+    only the first: a second call must not go on to wait for that lock (it hung before)."""
+    proc = run_py(
+        FORK_PRELUDE
+        + """
+import signal
+c = Channel(8)
+stop = threading.Event()
+def produce():
+    while not stop.is_set():
+        try:
+            c.send(0, timeout=0.0005)
+        except TimeoutError:
+            pass
+def consume():
+    while not stop.is_set():
+        try:
+            c.recv(timeout=0.0005)
+        except TimeoutError:
+            pass
+threads = [threading.Thread(target=f) for f in (produce, produce, consume, consume)]
+for t in threads:
+    t.start()
+def child():
+    signal.alarm(5)
+    try:
+        c.try_send(1)
+        return 0                  # usable: the lock was free at fork
+    except RuntimeError:
+        pass
+    for op in (c.try_recv, lambda: c.try_send(2), lambda: len(c), lambda: c.recv(timeout=1)):
+        try:
+            op()
+            return 4
+        except RuntimeError as e:
+            if "fork" not in str(e):
+                return 5
+    return 3                      # unusable, and said so every time
+codes = {}
+for _ in range(3000):
+    code = in_child(child)
+    codes[code] = codes.get(code, 0) + 1
+    if codes.get(3, 0) >= 3:
+        break
+stop.set()
+for t in threads:
+    t.join()
+print("codes:", sorted(codes), "unusable:", codes.get(3, 0))
+""",
+        dump_on_hang=False,
+        timeout=240,
+    )
+    assert_clean_exit(proc)
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("codes: [0, 3] unusable: "), proc.stdout
+
+
 # ------------------------------------------------------------------------------------ exit
 
 EXIT_SCENARIOS = {
