@@ -42,3 +42,7 @@ macro_rules! stats_dict {
     }};
 }
 pub(crate) use stats_dict;
+
+/// One of `__exit__`'s three arguments (unused: leaving the block closes whatever happened),
+/// so that a class's `__exit__` fits on one line.
+pub type ExitArg<'a, 'py> = Option<&'a Bound<'py, PyAny>>;

@@ -11,7 +11,7 @@ use crate::core::sync::RwLock;
 use crate::core::topic;
 use crate::py::args::{Callback, Count, Group, Timeout, Truthy};
 use crate::py::gc::{self, gc_fields, Clear, Traverse};
-use crate::py::lifecycle::{self, stats_dict, Born};
+use crate::py::lifecycle::{self, stats_dict, Born, ExitArg};
 use crate::py::ratelimit::RateLimit;
 use crate::py::runtime;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -210,15 +210,9 @@ impl PubSub {
         slf
     }
 
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _t: Option<&Bound<'_, PyAny>>,
-        _e: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        self.close(py, Truthy(true), Timeout::FOREVER)?;
-        Ok(false)
+    fn __exit__(&self, py: Python<'_>, _t: ExitArg, _e: ExitArg, _tb: ExitArg) -> PyResult<bool> {
+        self.close(py, Truthy(true), Timeout::FOREVER)
+            .map(|_| false)
     }
 
     fn __repr__(&self) -> String {

@@ -7,7 +7,7 @@ use crate::core::wait::next_slice;
 use crate::py::args::Timeout;
 use crate::py::errors;
 use crate::py::gc::{gc_fields, Traverse};
-use crate::py::lifecycle::{stats_dict, Born};
+use crate::py::lifecycle::{stats_dict, Born, ExitArg};
 use crate::py::runtime;
 use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyVisit;
@@ -119,14 +119,7 @@ impl Subscription {
         slf
     }
 
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _t: Option<&Bound<'_, PyAny>>,
-        _e: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
-    ) -> bool {
-        let _ = py;
+    fn __exit__(&self, _t: ExitArg, _e: ExitArg, _tb: ExitArg) -> bool {
         self.unsubscribe();
         false
     }
