@@ -257,7 +257,6 @@ def test_try_submit_unbounded_never_refuses(make_pool):
 # ------------------------------------------------------------------------------ worker lifecycle
 
 
-@pytest.mark.bug
 def test_idle_thread_reuse(make_pool):
     """CPython's test_idle_thread_reuse: submit+result in sequence never needs a second thread.
 
@@ -537,7 +536,6 @@ def test_initializer_failure_with_pending_map(make_pool, caplog):
     assert p.stats()["completed"] == 0
 
 
-@pytest.mark.bug
 def test_initializer_failure_while_submit_blocked_on_full_queue(make_pool, caplog):
     """A submit blocked on a full queue when the pool breaks must not hand out a dead future.
 

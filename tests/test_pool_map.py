@@ -123,7 +123,6 @@ def test_map_reads_all_input_at_call_time(make_pool):
     assert list(it) == [str(i) for i in range(100)]
 
 
-@pytest.mark.bug
 def test_map_submits_without_iteration(make_pool):
     """CPython issue #11777: map() schedules everything even if its result is never iterated."""
     p = make_pool(2)
@@ -134,7 +133,6 @@ def test_map_submits_without_iteration(make_pool):
     exact(p, submitted=100, completed=100, cancelled=0)
 
 
-@pytest.mark.bug
 def test_map_submits_without_iteration_lazy(make_pool):
     """With buffersize, the first `buffersize` chunks are submitted by the call itself and run."""
     p = make_pool(2)
@@ -430,7 +428,6 @@ def test_map_iterator_dropped_after_start_cancels_items_not_started(make_pool):
     exact(p, submitted=50, completed=2, failed=0, cancelled=48)
 
 
-@pytest.mark.bug
 @pytest.mark.parametrize("chunksize,buffersize", [(1, None), (3, None), (1, 2), (3, 1)])
 @pytest.mark.parametrize("outcome", ["value", "exception"])
 def test_map_result_is_available_as_soon_as_it_is_done(make_pool, outcome, chunksize, buffersize):

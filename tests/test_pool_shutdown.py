@@ -167,7 +167,6 @@ def test_cancel_futures_wait_true(make_pool):
     exact(p, submitted=11, completed=1, cancelled=10, workers=0)
 
 
-@pytest.mark.bug
 @pytest.mark.parametrize("workers", [1, 3])
 def test_cancel_futures_cancels_pending_map_items(make_pool, workers):
     """TPE semantics: every map item that has not started is a pending future, and

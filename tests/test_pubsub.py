@@ -472,7 +472,6 @@ def test_unsubscribe_discards_queued_and_ends_pull(make_bus):
     assert bus.publish("u", 99) == 0
 
 
-@pytest.mark.bug
 def test_get_with_zero_timeout_on_ended_subscription_raises_closed(make_bus):
     """An ended, empty subscription must say so (Closed) whatever the timeout: get(timeout=0)
     currently raises queue.Empty, so a polling reader never learns it is finished."""
@@ -621,7 +620,6 @@ def test_workers_started_on_demand_and_bounded(make_bus, gates):
     assert sub.stats()["delivered"] == 6
 
 
-@pytest.mark.bug
 def test_bus_stats_totals_survive_unsubscribe_and_close(make_bus):
     """Bus-level counters should be totals like `published` and `discarded`: today `delivered`,
     `dropped` and `errors` only sum the subscriptions still registered, so they fall back to 0

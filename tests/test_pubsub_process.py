@@ -192,7 +192,6 @@ def test_fork_child_refuses_parent_bus_and_parent_keeps_working():
     assert lines["close"] == "True"
 
 
-@pytest.mark.bug
 def test_fork_child_get_on_parent_subscription_raises_runtime_error():
     """In the child, a Subscription of the parent's bus should refuse to work like the bus does.
     Observed: get() hands out the parent's queued message (so it is consumed in both processes)

@@ -14,6 +14,7 @@ pub struct ForkCell<T> {
 
 // SAFETY: a ForkCell hands out &T to any thread and moves a T in from any thread.
 unsafe impl<T: Send + Sync> Send for ForkCell<T> {}
+// SAFETY: as above: shared access only hands out &T, which T: Sync allows.
 unsafe impl<T: Send + Sync> Sync for ForkCell<T> {}
 
 impl<T> ForkCell<T> {

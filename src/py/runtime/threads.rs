@@ -83,6 +83,7 @@ pub fn py_finalizing() -> bool {
             // `int (void)` functions in every CPython that has them.
             let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
             if !p.is_null() {
+                // SAFETY: the symbol is a non-null `int (void)` function (see above).
                 return Some(unsafe { std::mem::transmute::<*mut libc::c_void, IsFinalizing>(p) });
             }
         }
