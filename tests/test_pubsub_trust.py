@@ -410,6 +410,30 @@ def test_nan_timeouts_are_value_errors(make_bus):
     assert not bus.closed, "a refused close must not close anything"
 
 
+def test_timeouts_take_the_shared_timeout_type(make_bus):
+    # Issue 9: get() and close() read their timeout like every other blocking call: a bool or
+    # a str is a TypeError naming it, an int too big for a float waits as long as None does.
+    bus = make_bus()
+    sub = bus.subscribe("t")
+    for bad in (True, False, "1"):
+        with pytest.raises(TypeError, match="timeout"):
+            sub.get(timeout=bad)
+        with pytest.raises(TypeError, match="timeout"):
+            bus.close(timeout=bad)
+    assert not bus.closed, "a refused close must not close anything"
+    bus.publish("t", 1)
+    assert sub.get(timeout=10**400).data == 1
+    assert bus.close(timeout=10**400) is True
+
+
+def test_group_takes_the_shared_group_type(make_bus):
+    bus = make_bus()
+    for bad, exc in ((3, TypeError), (b"g", TypeError), ("", ValueError)):
+        with pytest.raises(exc, match="group"):
+            bus.subscribe("t", lambda m: None, group=bad)
+    assert bus.stats()["subscriptions"] == 0
+
+
 def test_ints_for_bool_parameters(make_bus, gates):
     bus = make_bus()
     gate = gates()

@@ -31,35 +31,35 @@ pub fn quote(s: &str) -> String {
     format!("{head:?}...{tail:?} ({n} characters)")
 }
 
+/// Err(what, quoted, why) when `bad` holds: every refusal names the string the same way.
+fn refuse(bad: bool, what: &str, s: &str, why: &str) -> Result<(), TopicError> {
+    if bad {
+        return Err(TopicError(format!("{what} {}{why}", quote(s))));
+    }
+    Ok(())
+}
+
 fn check_tokens(s: &str, what: &str) -> Result<(), TopicError> {
     if s.is_empty() {
         return Err(TopicError(format!("{what} must not be empty")));
     }
-    if s.chars().any(char::is_whitespace) {
-        return Err(TopicError(format!(
-            "{what} {} must not contain whitespace",
-            quote(s)
-        )));
-    }
-    if s.split('.').any(str::is_empty) {
-        return Err(TopicError(format!(
-            "{what} {} has an empty token (leading, trailing or double dot)",
-            quote(s)
-        )));
-    }
-    Ok(())
+    let white = s.chars().any(char::is_whitespace);
+    refuse(white, what, s, " must not contain whitespace")?;
+    let empty = s.split('.').any(str::is_empty);
+    refuse(
+        empty,
+        what,
+        s,
+        " has an empty token (leading, trailing or double dot)",
+    )
 }
 
 /// A topic one publishes to: no wildcard tokens (`foo*` is a literal token, `*` is not).
 pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
     check_tokens(topic, "topic")?;
-    if topic.split('.').any(|t| t == "*" || t == ">") {
-        return Err(TopicError(format!(
-            "topic {} contains a wildcard token; wildcards are for subscription patterns",
-            quote(topic)
-        )));
-    }
-    Ok(())
+    let wild = topic.split('.').any(|t| t == "*" || t == ">");
+    let why = " contains a wildcard token; wildcards are for subscription patterns";
+    refuse(wild, "topic", topic, why)
 }
 
 /// A subscription pattern: `>` only as the last token.
@@ -67,12 +67,8 @@ pub fn validate_pattern(pattern: &str) -> Result<(), TopicError> {
     check_tokens(pattern, "pattern")?;
     let mut tokens = pattern.split('.').peekable();
     while let Some(t) = tokens.next() {
-        if t == ">" && tokens.peek().is_some() {
-            return Err(TopicError(format!(
-                "pattern {}: '>' must be the last token",
-                quote(pattern)
-            )));
-        }
+        let early = t == ">" && tokens.peek().is_some();
+        refuse(early, "pattern", pattern, ": '>' must be the last token")?;
     }
     Ok(())
 }
@@ -152,10 +148,6 @@ impl<T: Clone + PartialEq> TopicTree<T> {
             free: Vec::new(),
             len: 0,
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
     }
 
     pub fn is_empty(&self) -> bool {

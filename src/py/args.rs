@@ -208,3 +208,64 @@ impl<'a, 'py> FromPyObject<'a, 'py> for QueueTimeout {
         Timeout::secs_of(obj).map(QueueTimeout)
     }
 }
+
+// PubSub's arguments.
+
+impl Count {
+    /// `at_least` as a size in memory (a capacity, a number of threads).
+    pub fn size_at_least(self, min: u64, what: &str) -> PyResult<usize> {
+        usize::try_from(self.at_least(min, what)?)
+            .map_err(|_| PyValueError::new_err(format!("{what} is too large")))
+    }
+}
+
+/// `overflow`: a policy's name; an unknown one is a ValueError listing the four.
+impl<'a, 'py> FromPyObject<'a, 'py> for crate::core::mailbox::Overflow {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let s: &str = obj.extract()?;
+        s.parse().map_err(PyValueError::new_err)
+    }
+}
+
+/// A queue group's name: None or a non-empty str.
+#[derive(Debug, Clone, Default)]
+pub struct Group(pub Option<String>);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Group {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if obj.is_none() {
+            return Ok(Group(None));
+        }
+        let g: String = obj.extract()?;
+        if g.is_empty() {
+            return Err(PyValueError::new_err("group must be a non-empty string"));
+        }
+        Ok(Group(Some(g)))
+    }
+}
+
+/// A callback argument: None, or anything callable (TypeError otherwise, which the argument
+/// parser prefixes with the parameter's name).
+#[derive(Debug, Default)]
+pub struct Callback(pub Option<Py<PyAny>>);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Callback {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if obj.is_none() {
+            return Ok(Callback(None));
+        }
+        if !obj.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "must be callable, got {}",
+                obj.get_type().name()?
+            )));
+        }
+        Ok(Callback(Some(obj.to_owned().unbind())))
+    }
+}

@@ -78,3 +78,7 @@ impl<T> Rebuilt<T> {
         self.cell.get()
     }
 }
+
+/// One of `__exit__`'s three arguments (unused: leaving the block closes whatever happened),
+/// so that a class's `__exit__` fits on one line.
+pub type ExitArg<'a, 'py> = Option<&'a Bound<'py, PyAny>>;

@@ -3,16 +3,18 @@
 use super::delivery::{BusInner, Extra, Handlers};
 use super::dispatch::{dispatch_main, starve_after};
 use super::subscription::Subscription;
-use super::{closed_error, exit, EAGER, IN_DISPATCH};
+use super::{closed_error, exit, Sub, EAGER, IN_DISPATCH};
 use crate::core::broker::{Broker, SubOptions};
-use crate::core::mailbox::Overflow;
+use crate::core::mailbox::{Mailbox, Overflow};
 use crate::core::pool::Pool;
 use crate::core::sync::RwLock;
 use crate::core::topic;
-use crate::py::args::{Count, Truthy};
+use crate::py::args::{Callback, Count, Group, Timeout, Truthy};
+use crate::py::gc::{self, gc_fields, Clear, Traverse};
+use crate::py::lifecycle::{self, stats_dict, Born, ExitArg};
 use crate::py::ratelimit::RateLimit;
 use crate::py::runtime;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -25,12 +27,14 @@ use std::sync::Arc;
 #[pyclass(module = "chanpool", name = "PubSub", frozen, subclass)]
 pub struct PubSub {
     pub(super) inner: Arc<BusInner>,
-    pub(super) gen: u64,
+    born: Born,
 }
+
+gc_fields!(PubSub { inner });
 
 impl PubSub {
     fn check(&self) -> PyResult<()> {
-        runtime::check_process(self.gen, "PubSub")
+        self.born.check("PubSub")
     }
 }
 
@@ -42,7 +46,7 @@ impl PubSub {
         // No cap by default: handlers that block (on each other, on I/O) get more threads.
         let cap = match max_workers {
             None => None,
-            Some(n) => Some(usize::try_from(n.at_least(1, "max_workers")?).unwrap_or(usize::MAX)),
+            Some(n) => Some(n.size_at_least(1, "max_workers")?),
         };
         let max_workers = cap.unwrap_or(usize::MAX);
         let dispatch = Pool::new(max_workers, 0, "chanpool-pubsub".into(), dispatch_main);
@@ -80,57 +84,37 @@ impl PubSub {
         log::debug!(target: "chanpool", "PubSub started: max_workers={cap:?}");
         Ok(PubSub {
             inner,
-            gen: runtime::generation(),
+            born: Born::now(),
         })
     }
 
     /// Subscribes `handler(message)` to a NATS-style pattern; without a handler, a pull
     /// subscription to iterate or `get()` from.
     #[pyo3(
-        signature = (pattern, handler=None, *, capacity=Count::of(1024), overflow="block", workers=Count::ONE, group=None, on_error=None, rate_limit=RateLimit(None)),
+        signature = (pattern, handler=Callback(None), *, capacity=Count::of(1024), overflow=Overflow::Block, workers=Count::ONE, group=Group(None), on_error=Callback(None), rate_limit=RateLimit(None)),
         text_signature = "($self, pattern, handler=None, *, capacity=1024, overflow='block', workers=1, group=None, on_error=None, rate_limit=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn subscribe(
         slf: &Bound<'_, Self>,
         pattern: &str,
-        handler: Option<Bound<'_, PyAny>>,
+        handler: Callback,
         capacity: Count,
-        overflow: &str,
+        overflow: Overflow,
         workers: Count,
-        group: Option<String>,
-        on_error: Option<Bound<'_, PyAny>>,
+        group: Group,
+        on_error: Callback,
         rate_limit: RateLimit,
     ) -> PyResult<Subscription> {
         let me = slf.get();
-        let rate = rate_limit.0;
+        let (handler, on_error, group, rate) = (handler.0, on_error.0, group.0, rate_limit.0);
         me.check()?;
         if me.inner.closed.load(Ordering::Acquire) {
             return Err(closed_error());
         }
         topic::validate_pattern(pattern).map_err(|e| PyValueError::new_err(e.0))?;
-        let capacity = usize::try_from(capacity.at_least(1, "capacity")?)
-            .map_err(|_| PyValueError::new_err("capacity is too large"))?;
-        let workers = usize::try_from(workers.at_least(1, "workers")?)
-            .map_err(|_| PyValueError::new_err("workers is too large"))?;
-        let overflow: Overflow = overflow.parse().map_err(PyValueError::new_err)?;
-        if let Some(g) = &group {
-            if g.is_empty() {
-                return Err(PyValueError::new_err("group must be a non-empty string"));
-            }
-        }
-        let handler = handler.filter(|h| !h.is_none());
-        let on_error = on_error.filter(|h| !h.is_none());
-        for (what, f) in [("handler", &handler), ("on_error", &on_error)] {
-            if let Some(f) = f {
-                if !f.is_callable() {
-                    return Err(PyTypeError::new_err(format!(
-                        "{what} must be callable, got {}",
-                        f.get_type().name()?
-                    )));
-                }
-            }
-        }
+        let capacity = capacity.size_at_least(1, "capacity")?;
+        let workers = workers.size_at_least(1, "workers")?;
         if handler.is_none() && on_error.is_some() {
             return Err(PyValueError::new_err("on_error needs a handler"));
         }
@@ -148,8 +132,8 @@ impl PubSub {
         };
         let extra = Extra {
             handlers: RwLock::new(Handlers {
-                handler: handler.map(Bound::unbind),
-                on_error: on_error.map(Bound::unbind),
+                handler,
+                on_error,
                 rate,
             }),
             bus: Arc::downgrade(&me.inner),
@@ -160,7 +144,7 @@ impl PubSub {
             sub,
             bus: slf.clone().unbind(),
             pull,
-            gen: me.gen,
+            born: Born::now(),
         })
     }
 
@@ -180,10 +164,10 @@ impl PubSub {
     /// Stops the bus. With drain, waits (up to timeout seconds) until every handler has seen
     /// what was queued; without, queued messages are discarded. Returns False if the timeout
     /// cut the drain short.
-    #[pyo3(signature = (drain=Truthy(true), timeout=None), text_signature = "($self, drain=True, timeout=None)")]
-    fn close(&self, py: Python<'_>, drain: Truthy, timeout: Option<f64>) -> PyResult<bool> {
+    #[pyo3(signature = (drain=Truthy(true), timeout=Timeout::FOREVER), text_signature = "($self, drain=True, timeout=None)")]
+    fn close(&self, py: Python<'_>, drain: Truthy, timeout: Timeout) -> PyResult<bool> {
         let drain = drain.0;
-        if self.gen != runtime::generation() {
+        if self.born.inherited() {
             return Ok(false);
         }
         if drain && IN_DISPATCH.with(Cell::get) {
@@ -192,8 +176,7 @@ impl PubSub {
                  use close(drain=False) or close from another thread",
             ));
         }
-        let deadline = runtime::deadline_from(timeout)?;
-        let r = self.inner.shutdown(py, drain, drain, deadline);
+        let r = self.inner.shutdown(py, drain, drain, timeout.deadline);
         log::debug!(target: "chanpool", "PubSub closed");
         r
     }
@@ -209,33 +192,27 @@ impl PubSub {
         self.check()?;
         let subs = self.inner.broker.subscriptions();
         let pending: usize = subs.iter().map(|s| s.mailbox.pending()).sum();
-        let t = &self.inner.totals;
-        let d = PyDict::new(py);
-        d.set_item("published", self.inner.published.load(Ordering::Relaxed))?;
-        d.set_item("unrouted", self.inner.unrouted.load(Ordering::Relaxed))?;
-        d.set_item("subscriptions", subs.len())?;
-        d.set_item("delivered", t.delivered.load(Ordering::Relaxed))?;
-        d.set_item("dropped", t.dropped.load(Ordering::Relaxed))?;
-        d.set_item("errors", t.errors.load(Ordering::Relaxed))?;
-        d.set_item("pending", pending)?;
-        d.set_item("discarded", self.inner.discarded.load(Ordering::Relaxed))?;
-        d.set_item("workers", self.inner.dispatch.snapshot().workers)?;
-        Ok(d)
+        let (me, t) = (&self.inner, &self.inner.totals);
+        stats_dict!(py, {
+            "published" => me.published.load(Ordering::Relaxed),
+            "unrouted" => me.unrouted.load(Ordering::Relaxed),
+            "subscriptions" => subs.len(),
+            "delivered" => t.delivered.load(Ordering::Relaxed),
+            "dropped" => t.dropped.load(Ordering::Relaxed),
+            "errors" => t.errors.load(Ordering::Relaxed),
+            "pending" => pending,
+            "discarded" => me.discarded.load(Ordering::Relaxed),
+            "workers" => me.dispatch.snapshot().workers,
+        })
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _t: Option<&Bound<'_, PyAny>>,
-        _e: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        self.close(py, Truthy(true), None)?;
-        Ok(false)
+    fn __exit__(&self, py: Python<'_>, _t: ExitArg, _e: ExitArg, _tb: ExitArg) -> PyResult<bool> {
+        self.close(py, Truthy(true), Timeout::FOREVER)
+            .map(|_| false)
     }
 
     fn __repr__(&self) -> String {
@@ -250,50 +227,18 @@ impl PubSub {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // Never block here: skip what is locked (the GC tolerates a partial view).
-        let Some(subs) = self.inner.broker.try_subscriptions() else {
-            return Ok(());
-        };
-        for s in subs {
-            if let Some(h) = s.extra.handlers.try_read() {
-                if let Some(x) = &h.handler {
-                    visit.call(x)?;
-                }
-                if let Some(x) = &h.on_error {
-                    visit.call(x)?;
-                }
-            }
-            // Queued messages can refer back to the bus (or to a subscription of it).
-            s.mailbox.try_visit(|m| visit.call(m))?;
-        }
-        Ok(())
+        self.traverse(&visit)
     }
 
     fn __clear__(&self) {
-        let Some(subs) = self.inner.broker.try_subscriptions() else {
-            return;
-        };
-        for s in subs {
-            let taken = s
-                .extra
-                .handlers
-                .try_write()
-                .map(|mut h| std::mem::take(&mut *h));
-            drop(taken);
-            if let Some(left) = s.mailbox.try_clear() {
-                let n = left.len() as u64;
-                self.inner.discarded.fetch_add(n, Ordering::Relaxed);
-                s.mailbox.dropped.fetch_add(n, Ordering::Relaxed);
-                drop(left);
-            }
-        }
+        gc::clear(&[&*self.inner]);
     }
 }
 
 impl Drop for PubSub {
     fn drop(&mut self) {
-        if self.gen != runtime::generation() {
-            std::mem::forget(Arc::clone(&self.inner));
+        if self.born.inherited() {
+            lifecycle::leak(&self.inner);
             return;
         }
         // Nobody can publish any more; stop the dispatch threads once they are done.
@@ -302,5 +247,50 @@ impl Drop for PubSub {
             s.mailbox.close();
         }
         self.inner.dispatch.close();
+    }
+}
+
+/// What the collector sees of a bus: each live subscription's callables and queued messages
+/// (which can refer back to the bus, or to a subscription of it). Locked parts are skipped.
+impl Traverse for BusInner {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.broker.try_subscriptions().traverse(visit)
+    }
+}
+
+impl Traverse for Sub {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.extra.handlers.traverse(visit)?;
+        self.mailbox.traverse(visit)
+    }
+}
+
+impl<M: Traverse> Traverse for Mailbox<M> {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.try_visit(|m| m.traverse(visit))
+    }
+}
+
+gc_fields!(Handlers { handler, on_error });
+
+/// `__clear__` takes every subscription's callables and queued messages (those counted as
+/// discarded), skipping what is locked.
+impl Clear for BusInner {
+    fn take(&self) -> Vec<Py<PyAny>> {
+        let mut taken = Vec::new();
+        for s in self.broker.try_subscriptions().unwrap_or_default() {
+            if let Some(mut h) = s.extra.handlers.try_write() {
+                let h = std::mem::take(&mut *h);
+                taken.extend(h.handler.into_iter().chain(h.on_error));
+                taken.extend(h.rate.map(Py::into_any));
+            }
+            if let Some(left) = s.mailbox.try_clear() {
+                let n = left.len() as u64;
+                self.discarded.fetch_add(n, Ordering::Relaxed);
+                s.mailbox.dropped.fetch_add(n, Ordering::Relaxed);
+                taken.extend(left.into_iter().map(Py::into_any));
+            }
+        }
+        taken
     }
 }

@@ -9,8 +9,8 @@ use crate::core::sync::RwLock;
 use crate::core::topic;
 use crate::py::errors;
 use crate::py::ratelimit::TokenBucket;
-use crate::py::runtime::{self, SLICE};
-use pyo3::exceptions::PyValueError;
+use crate::py::runtime;
+use pyo3::exceptions::{PyKeyboardInterrupt, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use std::cell::Cell;
@@ -183,22 +183,17 @@ impl BusInner {
                 }
                 // Waiting here could mean waiting for ourselves (or for the thread we hold).
                 _ if IN_DISPATCH.with(Cell::get) => mb.push_force(m),
-                _ => {
-                    let mut m = m;
-                    loop {
-                        match runtime::detach(py, || mb.push_timeout(m, SLICE)) {
-                            Push::Full(back) => {
-                                m = back;
-                                if let Err(e) = py.check_signals() {
-                                    // Offered and not taken: counted, then the interrupt.
-                                    sub.count_dropped(1);
-                                    return Err(e);
-                                }
-                            }
-                            other => break other,
-                        }
+                _ => match runtime::wait_detached(py, |hook| mb.push_blocking(m, hook)) {
+                    (Push::Full(m), err) => {
+                        // Offered and not taken: counted, then the interrupt.
+                        drop(m);
+                        sub.count_dropped(1);
+                        return Err(err.unwrap_or_else(|| {
+                            PyKeyboardInterrupt::new_err("publish interrupted")
+                        }));
                     }
-                }
+                    (other, _) => other,
+                },
             };
         }
         Ok(match r {
@@ -369,16 +364,9 @@ impl BusInner {
         self.dispatch.close();
         drop(left);
         // Handler calls in progress finish; a deadline bounds the wait for them too.
-        loop {
-            let Some(slice) = runtime::next_slice(deadline) else {
-                return Ok(false);
-            };
-            if py.detach(|| self.dispatch.join(Some(slice))) {
-                break;
-            }
-            py.check_signals()?;
-        }
-        Ok(complete)
+        let join = |slice| self.dispatch.join(Some(slice)).then_some(());
+        let joined = runtime::slices_detached(py, deadline, join)?.is_some();
+        Ok(complete && joined)
     }
 
     /// Waits until no push subscription has work left; false if the deadline came first.
@@ -389,14 +377,9 @@ impl BusInner {
                 if sub.extra.handlers.read().handler.is_none() {
                     continue; // pull subscriptions keep what is queued for their reader
                 }
-                loop {
-                    let Some(slice) = runtime::next_slice(deadline) else {
-                        return Ok(false);
-                    };
-                    if py.detach(|| sub.mailbox.wait_idle(slice)) {
-                        break;
-                    }
-                    py.check_signals()?;
+                let idle = |slice| sub.mailbox.wait_idle(slice).then_some(());
+                if runtime::slices_detached(py, deadline, idle)?.is_none() {
+                    return Ok(false);
                 }
             }
             if self.pushes.load(Ordering::SeqCst) == before {

@@ -6,6 +6,7 @@ use super::message::Message;
 use super::{Dispatch, Sub, IN_DISPATCH, MIN_STARVE, TURN};
 use crate::core::pool::Worker;
 use crate::py::errors;
+use crate::py::runtime;
 use crate::py::worker;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -15,13 +16,8 @@ use std::time::Duration;
 /// Longer than the GIL's hand-over (sys.getswitchinterval()), so that dispatch threads merely
 /// waiting their turn at the GIL never look like blocked ones.
 pub(super) fn starve_after(py: Python<'_>) -> Duration {
-    let switch: f64 = py
-        .import("sys")
-        .and_then(|m| m.call_method0("getswitchinterval"))
-        .and_then(|v| v.extract())
-        .unwrap_or(0.005);
-    Duration::try_from_secs_f64(switch * 4.0)
-        .unwrap_or(MIN_STARVE)
+    runtime::switch_interval(py)
+        .saturating_mul(4)
         .clamp(MIN_STARVE, Duration::from_secs(1))
 }
 

@@ -178,26 +178,35 @@ impl Stoppable for Stopper {
         }
         HALTED.store(true, SeqCst);
         drop(tracked);
-        let deadline = Instant::now() + EXIT_GRACE;
-        while live(gen) > 0 {
-            if interrupted || Instant::now() >= deadline {
-                // Abandoned: runtime's FINAL, set when the exit hooks return, parks them
-                // instead of letting them re-attach.
-                log::warn!(
-                    target: "chanpool",
-                    "PubSub: {} dispatch thread(s) still in a handler at interpreter exit {}; \
-                     abandoned",
-                    live(gen),
-                    if interrupted {
-                        "(interrupted)".to_string()
-                    } else {
-                        format!("after waiting {} s", EXIT_GRACE.as_secs())
-                    }
-                );
+        if live(gen) == 0 {
+            return;
+        }
+        if !interrupted {
+            // Polled: a thread leaves the count with no one to wake.
+            let done = |_slice| match live(gen) {
+                0 => Some(()),
+                _ => {
+                    std::thread::sleep(Duration::from_millis(1));
+                    None
+                }
+            };
+            let deadline = Instant::now().checked_add(EXIT_GRACE);
+            interrupted = runtime::slices_detached(py, deadline, done).is_err();
+            if live(gen) == 0 {
                 return;
             }
-            py.detach(|| std::thread::sleep(Duration::from_millis(1)));
-            interrupted |= py.check_signals().is_err();
         }
+        // Abandoned: runtime's FINAL, set when the exit hooks return, parks them instead of
+        // letting them re-attach.
+        log::warn!(
+            target: "chanpool",
+            "PubSub: {} dispatch thread(s) still in a handler at interpreter exit {}; abandoned",
+            live(gen),
+            if interrupted {
+                "(interrupted)".to_string()
+            } else {
+                format!("after waiting {} s", EXIT_GRACE.as_secs())
+            }
+        );
     }
 }

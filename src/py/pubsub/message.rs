@@ -1,6 +1,7 @@
 //! The message handed to handlers and pull readers: one object per publish, shared by every
 //! subscription it reaches.
 
+use crate::py::gc::{gc_fields, Traverse};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
@@ -21,6 +22,9 @@ pub struct Message {
     pub(super) timestamp: f64,
 }
 
+// The topic is a str: only the data can be part of a cycle.
+gc_fields!(Message { data });
+
 #[pymethods]
 impl Message {
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
@@ -33,6 +37,6 @@ impl Message {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.data)
+        self.traverse(&visit)
     }
 }

@@ -3,7 +3,11 @@
 use super::bus::PubSub;
 use super::message::Message;
 use super::Sub;
+use crate::core::wait::next_slice;
+use crate::py::args::Timeout;
 use crate::py::errors;
+use crate::py::gc::{gc_fields, Traverse};
+use crate::py::lifecycle::{stats_dict, Born, ExitArg};
 use crate::py::runtime;
 use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyVisit;
@@ -19,16 +23,11 @@ pub struct Subscription {
     pub(super) sub: Arc<Sub>,
     pub(super) bus: Py<PubSub>,
     pub(super) pull: bool,
-    /// Process generation (see runtime): after fork() its locks may be held by threads that
-    /// only exist in the parent.
-    pub(super) gen: u64,
+    /// After fork() its locks may be held by threads that only exist in the parent.
+    pub(super) born: Born,
 }
 
-impl Subscription {
-    fn check(&self) -> PyResult<()> {
-        runtime::check_process(self.gen, "Subscription")
-    }
-}
+gc_fields!(Subscription { bus });
 
 #[pymethods]
 impl Subscription {
@@ -47,55 +46,55 @@ impl Subscription {
         self.sub.is_active()
     }
 
-    /// Stops delivery; messages still queued for this subscription are discarded.
     /// Stops delivery; messages still queued for this subscription are discarded. (A no-op in
     /// a child process: the subscription belongs to the parent.)
     fn unsubscribe(&self) {
-        if self.check().is_ok() {
+        if !self.born.inherited() {
             self.bus.get().inner.end(&self.sub);
         }
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.check()?;
-        let d = PyDict::new(py);
-        d.set_item("delivered", self.sub.delivered.load(Ordering::Relaxed))?;
-        d.set_item("dropped", self.sub.mailbox.dropped.load(Ordering::Relaxed))?;
-        d.set_item("pending", self.sub.mailbox.pending())?;
-        d.set_item("errors", self.sub.errors.load(Ordering::Relaxed))?;
-        d.set_item("active", self.sub.is_active())?;
-        Ok(d)
+        self.born.check("Subscription")?;
+        let s = &self.sub;
+        stats_dict!(py, {
+            "delivered" => s.delivered.load(Ordering::Relaxed),
+            "dropped" => s.mailbox.dropped.load(Ordering::Relaxed),
+            "pending" => s.mailbox.pending(),
+            "errors" => s.errors.load(Ordering::Relaxed),
+            "active" => s.is_active(),
+        })
     }
 
     /// Pull subscriptions: the next message, waiting up to `timeout` seconds (queue.Empty when
     /// it runs out, chanpool.Closed once the subscription has ended and nothing is left).
-    #[pyo3(signature = (timeout=None))]
-    fn get(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<Message>> {
+    #[pyo3(signature = (timeout=Timeout::FOREVER), text_signature = "($self, timeout=None)")]
+    fn get(&self, py: Python<'_>, timeout: Timeout) -> PyResult<Py<Message>> {
         if !self.pull {
             return Err(PyTypeError::new_err(
                 "get() is for pull subscriptions (subscribe without a handler)",
             ));
         }
-        self.check()?;
-        let deadline = runtime::deadline_from(timeout)?;
+        self.born.check("Subscription")?;
         let mb = &self.sub.mailbox;
-        let mut r = mb.try_pop();
-        loop {
-            match r {
-                Ok(m) => {
-                    self.sub.count_delivered();
-                    return Ok(m);
-                }
-                Err(true) => return Err(errors::closed(py, "the subscription has ended")),
-                Err(false) => {}
+        // Taken at once if queued (no detaching); past the deadline, no wait at all.
+        let r = match mb.try_pop() {
+            Err(false) if next_slice(timeout.deadline).is_some() => {
+                let step = |slice| match mb.pop_wait(slice) {
+                    Err(false) => None,
+                    r => Some(r),
+                };
+                runtime::slices_detached(py, timeout.deadline, step)?.unwrap_or(Err(false))
             }
-            let Some(slice) = runtime::next_slice(deadline) else {
-                return Err(errors::queue_empty(py));
-            };
-            r = runtime::detach(py, || mb.pop_wait(slice));
-            if matches!(r, Err(false)) {
-                py.check_signals()?;
+            r => r,
+        };
+        match r {
+            Ok(m) => {
+                self.sub.count_delivered();
+                Ok(m)
             }
+            Err(true) => Err(errors::closed(py, "the subscription has ended")),
+            Err(false) => Err(errors::queue_empty(py)),
         }
     }
 
@@ -109,7 +108,7 @@ impl Subscription {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<Message>>> {
-        match self.get(py, None) {
+        match self.get(py, Timeout::FOREVER) {
             Ok(m) => Ok(Some(m)),
             Err(e) if e.is_instance(py, errors::closed_type(py)?.as_any()) => Ok(None),
             Err(e) => Err(e),
@@ -120,14 +119,7 @@ impl Subscription {
         slf
     }
 
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _t: Option<&Bound<'_, PyAny>>,
-        _e: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
-    ) -> bool {
-        let _ = py;
+    fn __exit__(&self, _t: ExitArg, _e: ExitArg, _tb: ExitArg) -> bool {
         self.unsubscribe();
         false
     }
@@ -142,6 +134,6 @@ impl Subscription {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.bus)
+        self.traverse(&visit)
     }
 }

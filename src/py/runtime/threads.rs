@@ -92,3 +92,15 @@ pub fn py_finalizing() -> bool {
     // SAFETY: the function reads the runtime's finalizing flag atomically.
     f.is_some_and(|f| unsafe { f() } != 0)
 }
+
+/// sys.getswitchinterval(), how long a thread holds the GIL before handing it over (5 ms
+/// unless changed): waits that must not mistake taking turns at the GIL for being stuck
+/// scale with it.
+pub fn switch_interval(py: Python<'_>) -> std::time::Duration {
+    let secs: f64 = py
+        .import("sys")
+        .and_then(|m| m.call_method0("getswitchinterval"))
+        .and_then(|v| v.extract())
+        .unwrap_or(0.005);
+    std::time::Duration::try_from_secs_f64(secs).unwrap_or(std::time::Duration::from_millis(5))
+}

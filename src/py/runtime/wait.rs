@@ -67,3 +67,23 @@ where
         (Err(Stop::Timeout | Stop::Closed), _) => Ok(false),
     }
 }
+
+/// `core::wait::in_slices` detached (PubSub's get, drain and join): Ok(Some(r)) once `step`
+/// yields r, Ok(None) when the deadline passes, the signal's exception when Ctrl-C stops it.
+pub fn slices_detached<R, F>(
+    py: Python<'_>,
+    deadline: Option<Instant>,
+    step: F,
+) -> PyResult<Option<R>>
+where
+    R: Send,
+    F: FnMut(Duration) -> Option<R> + Send,
+{
+    use crate::core::wait::{in_slices, Stop};
+    match wait_detached(py, |hook| in_slices(deadline, hook, step)) {
+        (Ok(r), _) => Ok(Some(r)),
+        (Err(Stop::Interrupted), err) => Err(err
+            .unwrap_or_else(|| pyo3::exceptions::PyKeyboardInterrupt::new_err("wait interrupted"))),
+        (Err(Stop::Timeout | Stop::Closed), _) => Ok(None),
+    }
+}

@@ -1,0 +1,158 @@
+//! Mailbox loom models (`make loom`): pushes, runs, drains and close, with untimed waits.
+
+use super::*;
+use crate::core::sync::Arc;
+use loom::thread;
+
+/// Untimed waits: loom's timed waits never time out.
+const FOREVER: Duration = Duration::MAX;
+
+/// Stands in for the dispatch pool: run tokens handed to one consumer thread.
+struct Runs {
+    tokens: Mutex<(usize, bool)>,
+    cv: Condvar,
+}
+
+/// Block policy, capacity 1, one worker: a producer that has to wait for room, a scheduled
+/// run that takes one message at a time, and wait_idle (the drain) all agree: every message
+/// is seen once, in order, and the drain returns only once the run has ended.
+#[test]
+fn loom_block_push_run_and_drain() {
+    loom::model(|| {
+        let mb = Arc::new(Mailbox::new(1, Overflow::Block, 1));
+        let runs = Arc::new(Runs {
+            tokens: Mutex::new((0, false)),
+            cv: Condvar::new(),
+        });
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let consumer = {
+            let (mb, runs, seen) = (Arc::clone(&mb), Arc::clone(&runs), Arc::clone(&seen));
+            thread::spawn(move || loop {
+                {
+                    let mut g = runs.tokens.lock();
+                    while g.0 == 0 && !g.1 {
+                        runs.cv.wait(&mut g);
+                    }
+                    if g.0 == 0 {
+                        return;
+                    }
+                    g.0 -= 1;
+                }
+                while let Some(x) = mb.pop_run() {
+                    seen.lock().push(x);
+                }
+            })
+        };
+        let producer = {
+            let (mb, runs) = (Arc::clone(&mb), Arc::clone(&runs));
+            thread::spawn(move || {
+                for i in 0..2 {
+                    match mb.push_timeout(i, FOREVER) {
+                        Push::Queued { schedule } => {
+                            if schedule {
+                                runs.tokens.lock().0 += 1;
+                                runs.cv.notify_all();
+                            }
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+            })
+        };
+        producer.join().unwrap();
+        assert!(mb.wait_idle(FOREVER));
+        assert_eq!(*seen.lock(), vec![0, 1]);
+        assert_eq!(mb.pending(), 0);
+        runs.tokens.lock().1 = true;
+        runs.cv.notify_all();
+        consumer.join().unwrap();
+    });
+}
+
+/// close() racing a producer blocked on a full Block mailbox and a pull reader: nobody is
+/// left waiting, and every message is popped, still queued, or handed back as Closed.
+#[test]
+fn loom_close_releases_blocked_pusher_and_reader() {
+    loom::model(|| {
+        let mb = Arc::new(Mailbox::new(1, Overflow::Block, 0));
+        assert!(matches!(mb.push(0), Push::Queued { schedule: false }));
+        let pusher = {
+            let mb = Arc::clone(&mb);
+            thread::spawn(move || match mb.push_timeout(1, FOREVER) {
+                Push::Queued { .. } => 0,
+                Push::Closed(_) => 1,
+                other => panic!("unexpected {other:?}"),
+            })
+        };
+        let reader = {
+            let mb = Arc::clone(&mb);
+            thread::spawn(move || {
+                let mut got = 0;
+                while mb.pop_wait(FOREVER).is_ok() {
+                    got += 1;
+                }
+                got
+            })
+        };
+        mb.close();
+        let refused = pusher.join().unwrap();
+        let popped = reader.join().unwrap();
+        assert_eq!(popped + mb.pending() + refused, 2);
+        assert_eq!(
+            mb.pending(),
+            0,
+            "the reader drains what was queued before it ends"
+        );
+    });
+}
+
+/// Two workers: two runs may go at once, and wait_idle returns only after both ended.
+#[test]
+fn loom_two_runs_and_wait_idle() {
+    loom::model(|| {
+        let mb = Arc::new(Mailbox::new(2, Overflow::DropNewest, 2));
+        let mut runs = Vec::new();
+        for i in 0..2 {
+            if let Push::Queued { schedule: true } = mb.push(i) {
+                let mb = Arc::clone(&mb);
+                runs.push(thread::spawn(move || {
+                    let mut n = 0;
+                    while mb.pop_run().is_some() {
+                        n += 1;
+                    }
+                    n
+                }));
+            }
+        }
+        assert_eq!(runs.len(), 2);
+        assert!(mb.wait_idle(FOREVER));
+        assert_eq!(mb.pending(), 0);
+        let total: usize = runs.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(total, 2);
+    });
+}
+
+/// The publisher's wait for room (push_blocking, the in_slices loop) against a pull reader
+/// making room: the push goes in exactly once, and the reader sees both messages in order.
+#[test]
+fn loom_push_blocking_waits_for_a_reader() {
+    loom::model(|| {
+        let mb = Arc::new(Mailbox::new(1, Overflow::Block, 0));
+        assert!(matches!(mb.push(0), Push::Queued { schedule: false }));
+        let reader = {
+            let mb = Arc::clone(&mb);
+            thread::spawn(move || {
+                let a = mb.pop_wait(FOREVER).unwrap();
+                let b = mb.pop_wait(FOREVER).unwrap();
+                (a, b)
+            })
+        };
+        let mut never = crate::core::wait::never();
+        assert!(matches!(
+            mb.push_blocking(1, &mut never),
+            Push::Queued { schedule: false }
+        ));
+        assert_eq!(reader.join().unwrap(), (0, 1));
+        assert_eq!(mb.pending(), 0);
+    });
+}
