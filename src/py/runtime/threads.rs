@@ -91,3 +91,17 @@ pub fn py_finalizing() -> bool {
     // SAFETY: the function reads the runtime's finalizing flag atomically.
     f.is_some_and(|f| unsafe { f() } != 0)
 }
+
+/// How long queued work may wait for a thread before another one starts: four GIL switch
+/// intervals (`sys.getswitchinterval()`), clamped to [min, 1 s], so that threads merely
+/// taking turns at the GIL never look stuck.
+pub fn starve_after(py: Python<'_>, min: std::time::Duration) -> std::time::Duration {
+    let switch: f64 = py
+        .import("sys")
+        .and_then(|m| m.call_method0("getswitchinterval"))
+        .and_then(|v| v.extract())
+        .unwrap_or(0.005);
+    std::time::Duration::try_from_secs_f64(switch * 4.0)
+        .unwrap_or(min)
+        .clamp(min, std::time::Duration::from_secs(1))
+}
