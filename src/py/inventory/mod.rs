@@ -261,7 +261,7 @@ impl InventoryManager {
     /// Every product's stock at one instant, read now on the calling thread.
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.born.check("InventoryManager")?;
-        let items = py.detach(|| self.shared.inv.snapshot());
+        let items = runtime::detach(py, || self.shared.inv.snapshot());
         let d = PyDict::new(py);
         for (k, v) in items {
             d.set_item(k, v)?;
@@ -275,7 +275,7 @@ impl InventoryManager {
         self.born.check("InventoryManager")?;
         let s = self.core.snapshot();
         let sh = &self.shared;
-        let products = py.detach(|| sh.inv.products());
+        let products = runtime::detach(py, || sh.inv.products());
         let books = &sh.completion.books;
         let none = Default::default();
         let ev = sh.events.as_ref().map_or(&none, |ev| &ev.books);

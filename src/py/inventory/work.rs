@@ -6,7 +6,7 @@ use super::complete::{self, CompPool, Completion, Done};
 use super::events::{EvPool, Events};
 use crate::core::inventory::{self, Inventory, Op};
 use crate::core::pool::{Pool, Worker};
-use crate::py::runtime::Stoppable;
+use crate::py::runtime::{self, Stoppable};
 use crate::py::worker::join_all;
 use pyo3::prelude::*;
 use std::sync::{Arc, OnceLock, Weak};
@@ -51,7 +51,8 @@ impl Shared {
         if left.is_empty() {
             return;
         }
-        let out: Vec<Done> = py.detach(|| left.into_iter().map(|j| self.run(j)).collect());
+        let out: Vec<Done> =
+            runtime::detach(py, || left.into_iter().map(|j| self.run(j)).collect());
         self.completion.complete(py, out);
     }
 
