@@ -74,6 +74,21 @@ PATHS: dict[str, dict[str, tuple[str, str]]] = {
             "for i in range(n): q.put(('t.x', i))\nq.put(None); t.join()",
         ),
     },
+    "inventory add+result (10 workers)": {
+        "chanpool InventoryManager": (
+            "from chanpool.inventory import InventoryManager; m = InventoryManager()\n"
+            "m.add_stock('p', 1).result()",
+            "fs = [m.add_stock('p', 1) for i in range(n)]\nfor f in fs: f.result()",
+        ),
+        "ThreadPoolExecutor + Lock": (
+            "import threading; from concurrent.futures import ThreadPoolExecutor as T\n"
+            "p = T(10); lock = threading.Lock(); stock = {}\n"
+            "def add(k, q):\n"
+            "    with lock: stock[k] = stock.get(k, 0) + q; return stock[k]\n"
+            "p.submit(add, 'p', 1).result()",
+            "fs = [p.submit(add, 'p', 1) for i in range(n)]\nfor f in fs: f.result()",
+        ),
+    },
     "Channel send+recv, 1 thread": {
         "chanpool Channel": (
             "import chanpool; c = chanpool.Channel(None)",

@@ -269,3 +269,12 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Callback {
         Ok(Callback(Some(obj.to_owned().unbind())))
     }
 }
+
+// InventoryManager: stock quantities and thresholds, i64 in the core.
+impl Count {
+    /// At least `min` and at most i64::MAX, named `what` when not.
+    pub fn stock(self, min: u64, what: &str) -> PyResult<i64> {
+        i64::try_from(self.at_least(min, what)?)
+            .map_err(|_| PyValueError::new_err(format!("{what} must be at most {}", i64::MAX)))
+    }
+}

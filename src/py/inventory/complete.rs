@@ -8,16 +8,15 @@
 //! callback thread stuck in such a callback is noticed (callbacks waiting, none taken) and
 //! another one starts, up to CALLBACK_THREADS.
 
-use crate::core::inventory::StockError;
-use crate::core::pool::{Next, Pool, Rejected, Worker};
-use crate::py::errors;
+use crate::core::inventory::{self, Books, StockError};
+use crate::core::pool::{Pool, Rejected, Worker};
+use crate::py::{errors, worker};
 use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,11 +27,7 @@ pub(super) const CALLBACK_THREADS: usize = 32;
 pub(super) const BACKLOG: usize = 64;
 
 /// A finished operation whose future is still to be completed.
-pub(super) struct Done {
-    pub(super) fut: Py<PyAny>,
-    pub(super) product: String,
-    pub(super) outcome: Result<i64, StockError>,
-}
+pub(super) type Done = inventory::Done<Py<PyAny>>;
 
 pub(super) type CompPool = Pool<Vec<Done>>;
 type CbPool = Pool<Vec<Py<PyAny>>>;
@@ -75,11 +70,7 @@ pub(super) fn prepare(py: Python<'_>) -> PyResult<()> {
 
 /// The completer's books and the callback threads, shared with the manager.
 pub(super) struct Completion {
-    pub(super) completed: AtomicU64,
-    pub(super) refused: AtomicU64,
-    pub(super) overflowed: AtomicU64,
-    /// Times the completer attached to complete what had been handed over.
-    pub(super) batches: AtomicU64,
+    pub(super) books: Books,
     pub(super) callbacks: Arc<CbPool>,
 }
 
@@ -97,10 +88,7 @@ impl Completion {
             callbacks.set_lazy(1, starve_after);
             callbacks.set_stack_size(stack_size);
             Completion {
-                completed: AtomicU64::new(0),
-                refused: AtomicU64::new(0),
-                overflowed: AtomicU64::new(0),
-                batches: AtomicU64::new(0),
+                books: Books::default(),
                 callbacks,
             }
         });
@@ -131,7 +119,7 @@ impl Completion {
         };
         let mut later = Vec::new();
         for d in batch {
-            let fut = d.fut.clone_ref(py);
+            let fut = d.token.clone_ref(py);
             if self.finish(py, api, d) {
                 later.push(fut);
             }
@@ -150,14 +138,13 @@ impl Completion {
     /// Sets one future's outcome; true when it has callbacks to run.
     fn finish(&self, py: Python<'_>, api: &Api, d: Done) -> bool {
         // Counted first: whoever sees the future done also sees it counted.
-        self.completed.fetch_add(1, Ordering::Relaxed);
+        self.books.count(&d.outcome);
         let outcome = match d.outcome {
             Ok(stock) => Ok(stock.into_pyobject(py).unwrap().into_any()),
             Err(StockError::Insufficient {
                 requested,
                 available,
             }) => {
-                self.refused.fetch_add(1, Ordering::Relaxed);
                 let made = api
                     .insufficient
                     .bind(py)
@@ -165,7 +152,6 @@ impl Completion {
                 Err(made.unwrap_or_else(|e| e.into_value(py).into_bound(py).into_any()))
             }
             Err(StockError::Overflow { stock, requested }) => {
-                self.overflowed.fetch_add(1, Ordering::Relaxed);
                 Err(PyOverflowError::new_err(format!(
                     "adding {requested} to {:?} (stock {stock}) would exceed the maximum stock \
                      of {}",
@@ -181,7 +167,7 @@ impl Completion {
                 .into_bound(py)
                 .into_any()),
         };
-        match crate::py::future::settle(d.fut.bind(py), outcome) {
+        match crate::py::future::settle(d.token.bind(py), outcome) {
             Ok(callbacks) => callbacks,
             Err(e) => {
                 errors::log_exception(py, "InventoryManager: could not complete a future", e);
@@ -214,34 +200,15 @@ pub(super) fn run_callbacks(py: Python<'_>, futs: Vec<Py<PyAny>>) {
 
 fn completer_main(c: &Arc<Completion>, w: Worker<Vec<Done>>) {
     COMPLETER_OF.with(|me| me.set(Arc::as_ptr(c) as usize));
-    c.batches.fetch_add(1, Ordering::Relaxed);
-    Python::attach(|py| loop {
-        let batch = match w.try_next() {
-            Next::Job(b) => b,
-            Next::Empty => match py.detach(|| w.wait_next()) {
-                Some(b) => {
-                    c.batches.fetch_add(1, Ordering::Relaxed);
-                    b
-                }
-                None => break,
-            },
-            Next::Closed => break,
-        };
-        c.complete(py, batch);
+    c.books.batch();
+    worker::attached(&w, |py, w| {
+        while let Some(batch) = worker::next_job_counted(py, w, || c.books.batch()) {
+            c.complete(py, batch);
+        }
     });
 }
 
 fn callbacks_main(owner: usize, w: Worker<Vec<Py<PyAny>>>) {
     CALLBACKS_OF.with(|c| c.set(owner));
-    Python::attach(|py| loop {
-        let futs = match w.try_next() {
-            Next::Job(f) => f,
-            Next::Empty => match py.detach(|| w.wait_next()) {
-                Some(f) => f,
-                None => break,
-            },
-            Next::Closed => break,
-        };
-        run_callbacks(py, futs);
-    });
+    worker::serve(&w, run_callbacks);
 }

@@ -3,14 +3,14 @@
 //! subscriber whose queue is full (overflow="block") slows only event delivery, never the
 //! operations or their futures.
 
-use crate::core::inventory::{Event, EventKind};
-use crate::core::pool::{Next, Pool, Worker};
+use crate::core::inventory::{Event, EventBooks, EventKind};
+use crate::core::pool::{Pool, Worker};
 use crate::core::sync::RwLock;
-use crate::py::errors;
-use crate::py::runtime::{self, Stoppable, SLICE};
+use crate::py::runtime::{self, Stoppable};
+use crate::py::{errors, worker};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 pub(super) struct EvJob {
@@ -29,11 +29,10 @@ pub(super) struct Events {
     pool: OnceLock<Weak<EvPool>>,
     /// Exit or a closed bus: pending events are counted as dropped instead of published.
     discard: AtomicBool,
-    pub(super) emitted: AtomicU64,
-    pub(super) published: AtomicU64,
-    pub(super) failed: AtomicU64,
-    pub(super) dropped: AtomicU64,
+    pub(super) books: EventBooks,
 }
+
+crate::py::gc::gc_fields!(Events { bus });
 
 impl Events {
     /// The event side and its publisher pool (one thread, unbounded queue).
@@ -48,10 +47,7 @@ impl Events {
             threshold,
             pool: OnceLock::new(),
             discard: AtomicBool::new(false),
-            emitted: AtomicU64::new(0),
-            published: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            books: EventBooks::default(),
         });
         let body_ev = Arc::clone(&ev);
         let pool = Pool::new(1, 0, "chanpool-ims-events".into(), move |w| {
@@ -64,21 +60,21 @@ impl Events {
     /// Queues a crossing for the publisher; called with the product's shard locked, so it
     /// never waits (unbounded queue, closed only at exit or after the workers stopped).
     pub(super) fn emit(&self, pool: &Arc<EvPool>, e: Event<'_>) {
-        self.emitted.fetch_add(1, Ordering::Relaxed);
+        EventBooks::add(&self.books.emitted, 1);
         let job = EvJob {
             product: e.product.to_owned(),
             kind: e.kind,
             stock: e.stock,
         };
         if pool.try_submit(job, 1).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            EventBooks::add(&self.books.dropped, 1);
         }
     }
 
     fn publish(&self, py: Python<'_>, ev: EvJob) {
         let bus = self.bus.read().as_ref().map(|b| b.clone_ref(py));
         let Some(bus) = bus.filter(|_| !self.discard.load(Ordering::Acquire)) else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            EventBooks::add(&self.books.dropped, 1);
             return;
         };
         let r = (|| -> PyResult<()> {
@@ -94,10 +90,10 @@ impl Events {
         })();
         match r {
             Ok(()) => {
-                self.published.fetch_add(1, Ordering::Relaxed);
+                EventBooks::add(&self.books.published, 1);
             }
             Err(e) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
+                EventBooks::add(&self.books.failed, 1);
                 let closed = bus
                     .bind(py)
                     .getattr(pyo3::intern!(py, "closed"))
@@ -129,19 +125,9 @@ impl Events {
         pool.close();
         if discard {
             let left = pool.drain();
-            self.dropped.fetch_add(left.len() as u64, Ordering::Relaxed);
+            EventBooks::add(&self.books.dropped, left.len() as u64);
         }
-        while !py.detach(|| pool.join(Some(SLICE))) {
-            py.check_signals()?;
-        }
-        Ok(())
-    }
-
-    pub(super) fn pending(&self) -> u64 {
-        let handled = self.published.load(Ordering::Relaxed)
-            + self.failed.load(Ordering::Relaxed)
-            + self.dropped.load(Ordering::Relaxed);
-        self.emitted.load(Ordering::Relaxed).saturating_sub(handled)
+        worker::join(py, &pool)
     }
 }
 
@@ -155,15 +141,5 @@ fn publisher_main(ev: Arc<Events>, w: Worker<EvJob>) {
     if runtime::exiting() {
         return;
     }
-    Python::attach(|py| loop {
-        let job = match w.try_next() {
-            Next::Job(j) => j,
-            Next::Empty => match py.detach(|| w.wait_next()) {
-                Some(j) => j,
-                None => break,
-            },
-            Next::Closed => break,
-        };
-        ev.publish(py, job);
-    });
+    worker::serve(&w, |py, job| ev.publish(py, job));
 }

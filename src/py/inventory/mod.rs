@@ -10,11 +10,13 @@ mod complete;
 mod events;
 mod work;
 
-use crate::core::inventory::Inventory;
+use crate::core::inventory::{Books, Inventory, Kind, Op};
 use crate::core::pool::{Pool, Rejected};
 use crate::py::args::{Count, Truthy};
-use crate::py::future;
-use crate::py::runtime::{self, Stoppable, SLICE};
+use crate::py::gc::{self, gc_fields, Traverse};
+use crate::py::lifecycle::{self, stats_dict, Born};
+use crate::py::runtime::{self, Stoppable};
+use crate::py::{future, worker};
 use complete::Completion;
 use events::Events;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -22,10 +24,9 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use pyo3::PyTraverseError;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use work::{worker_main, Kind, OpJob, OpPool, Shared};
+use work::{worker_main, OpPool, Shared};
 
 fn closed_error() -> PyErr {
     if runtime::exiting() {
@@ -37,25 +38,12 @@ fn closed_error() -> PyErr {
     }
 }
 
-/// A stock quantity or threshold: a whole number in range, checked like every count.
-fn stock_count(n: Count, min: u64, what: &str) -> PyResult<i64> {
-    let n = n.at_least(min, what)?;
-    i64::try_from(n)
-        .map_err(|_| PyValueError::new_err(format!("{what} must be at most {}", i64::MAX)))
-}
+/// An operation's product argument (checked by `product`) and what the call returns.
+type Arg<'py> = Bound<'py, PyAny>;
+type Fut = PyResult<Py<PyAny>>;
 
-/// How long callbacks may wait without a callback thread taking them before another one
-/// starts: a few GIL switch intervals, so that taking turns at the GIL never looks stuck.
-fn starve_after(py: Python<'_>) -> Duration {
-    let switch: f64 = py
-        .import("sys")
-        .and_then(|m| m.call_method0("getswitchinterval"))
-        .and_then(|v| v.extract())
-        .unwrap_or(0.005);
-    Duration::try_from_secs_f64(switch * 4.0)
-        .unwrap_or(Duration::from_millis(20))
-        .clamp(Duration::from_millis(5), Duration::from_secs(1))
-}
+/// The shortest wait for a callback thread before another one starts.
+const MIN_STARVE: Duration = Duration::from_millis(5);
 
 /// A product becomes one token of an event topic, so with a bus it must be one.
 fn topic_token_error(p: &str) -> Option<&'static str> {
@@ -80,12 +68,14 @@ fn topic_token_error(p: &str) -> Option<&'static str> {
 pub struct InventoryManager {
     core: Arc<OpPool>,
     shared: Arc<Shared>,
-    gen: u64,
+    born: Born,
 }
+
+gc_fields!(InventoryManager { shared });
 
 impl InventoryManager {
     fn check(&self) -> PyResult<()> {
-        runtime::check_process(self.gen, "InventoryManager")?;
+        self.born.check("InventoryManager")?;
         if self.core.is_closed() || runtime::exiting() {
             return Err(closed_error());
         }
@@ -131,32 +121,27 @@ impl InventoryManager {
         // outcome always says whether the stock changed.
         future::start(&fut)?;
         let fut = fut.unbind();
-        let job = OpJob {
+        let job = Op {
             kind,
             product,
             qty,
-            fut: fut.clone_ref(py),
+            token: fut.clone_ref(py),
         };
-        let mut job = match self.core.try_submit(job, 1) {
+        let job = match self.core.try_submit(job, 1) {
             Ok(()) => return Ok(fut),
             Err(Rejected::Closed(_)) => return Err(closed_error()),
             Err(Rejected::Full(j)) => j,
         };
-        loop {
-            match py.detach(|| self.core.submit_timeout(job, 1, SLICE)) {
-                Ok(()) => {
-                    if self.core.is_closed() {
-                        // Shutdown may have finished before our job got in.
-                        self.shared.run_leftovers(py, &self.core);
-                    }
-                    return Ok(fut);
+        match worker::submit_waiting(py, &self.core, job, 1) {
+            Ok(()) => {
+                if self.core.is_closed() {
+                    // Shutdown may have finished before our job got in.
+                    self.shared.run_leftovers(py, &self.core);
                 }
-                Err(Rejected::Closed(_)) => return Err(closed_error()),
-                Err(Rejected::Full(j)) => {
-                    job = j;
-                    py.check_signals()?;
-                }
+                Ok(fut)
             }
+            Err(None) => Err(closed_error()),
+            Err(Some(e)) => Err(e),
         }
     }
 }
@@ -204,7 +189,7 @@ impl InventoryManager {
         let low_threshold = match low_threshold {
             None => None,
             Some(t) => {
-                let n = stock_count(t, 0, "low_threshold")?;
+                let n = t.stock(0, "low_threshold")?;
                 if bus.is_none() {
                     return Err(PyValueError::new_err(
                         "low_threshold needs a bus: low-stock events are published on it",
@@ -223,14 +208,20 @@ impl InventoryManager {
         // Resolved now so that completers never import.
         complete::prepare(py)?;
 
-        let events = bus.map(|b| Events::start(b.unbind(), topic_prefix, low_threshold));
-        let (books, done) = Completion::start(runtime::thread_stack_size(py), starve_after(py));
+        let (events, ev_pool) = bus
+            .map(|b| Events::start(b.unbind(), topic_prefix, low_threshold))
+            .unzip();
+        let (completion, done) = Completion::start(
+            runtime::thread_stack_size(py),
+            runtime::starve_after(py, MIN_STARVE),
+        );
         let shared = Arc::new(Shared {
             inv: Inventory::new(low_threshold),
             events,
+            ev_pool,
             core: OnceLock::new(),
             done,
-            books,
+            completion,
         });
         let body = Arc::clone(&shared);
         let core = Pool::new(workers, queue_size, "chanpool-ims".into(), move |w| {
@@ -240,49 +231,37 @@ impl InventoryManager {
         // Workers first: at exit they must stop before the publisher they feed.
         let stoppable: Arc<dyn Stoppable> = shared.clone();
         runtime::register(&stoppable);
-        if let Some((ev, _)) = &shared.events {
+        if let Some(ev) = &shared.events {
             let stoppable: Arc<dyn Stoppable> = ev.clone();
             runtime::register(&stoppable);
         }
         Ok(InventoryManager {
             core,
             shared,
-            gen: runtime::generation(),
+            born: Born::now(),
         })
     }
 
     /// Adds qty units; the future's result is the new stock.
-    fn add_stock(
-        &self,
-        py: Python<'_>,
-        product: &Bound<'_, PyAny>,
-        qty: Count,
-    ) -> PyResult<Py<PyAny>> {
-        let qty = stock_count(qty, 1, "qty")?;
-        self.submit(py, Kind::Add, product, qty)
+    fn add_stock(&self, py: Python<'_>, product: &Arg<'_>, qty: Count) -> Fut {
+        self.submit(py, Kind::Add, product, qty.stock(1, "qty")?)
     }
 
     /// Removes qty units if that many are in stock; the future's result is the new stock, or
     /// it raises InsufficientStock and nothing changed.
-    fn remove_stock(
-        &self,
-        py: Python<'_>,
-        product: &Bound<'_, PyAny>,
-        qty: Count,
-    ) -> PyResult<Py<PyAny>> {
-        let qty = stock_count(qty, 1, "qty")?;
-        self.submit(py, Kind::Remove, product, qty)
+    fn remove_stock(&self, py: Python<'_>, product: &Arg<'_>, qty: Count) -> Fut {
+        self.submit(py, Kind::Remove, product, qty.stock(1, "qty")?)
     }
 
     /// The stock when the operation runs (0 for an unknown product).
-    fn check_stock(&self, py: Python<'_>, product: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    fn check_stock(&self, py: Python<'_>, product: &Arg<'_>) -> Fut {
         self.submit(py, Kind::Check, product, 0)
     }
 
     /// Every product's stock at one instant, read now on the calling thread.
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        runtime::check_process(self.gen, "InventoryManager")?;
-        let items = py.detach(|| self.shared.inv.snapshot());
+        self.born.check("InventoryManager")?;
+        let items = runtime::detach(py, || self.shared.inv.snapshot());
         let d = PyDict::new(py);
         for (k, v) in items {
             d.set_item(k, v)?;
@@ -293,47 +272,39 @@ impl InventoryManager {
     /// Counters: operations (submitted, completed, refused, overflowed, queued), how many
     /// times the workers attached to complete futures, and the event publisher's books.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        runtime::check_process(self.gen, "InventoryManager")?;
+        self.born.check("InventoryManager")?;
         let s = self.core.snapshot();
         let sh = &self.shared;
-        let products = py.detach(|| sh.inv.products());
-        let d = PyDict::new(py);
-        d.set_item("workers", s.workers)?;
-        d.set_item("idle", s.idle)?;
-        d.set_item("queued", s.queued)?;
-        d.set_item("submitted", s.submitted)?;
-        let books = &sh.books;
-        d.set_item("completed", books.completed.load(Ordering::Relaxed))?;
-        d.set_item("refused", books.refused.load(Ordering::Relaxed))?;
-        d.set_item("overflowed", books.overflowed.load(Ordering::Relaxed))?;
-        d.set_item("completion_batches", books.batches.load(Ordering::Relaxed))?;
-        d.set_item("callback_threads", books.callbacks.snapshot().workers)?;
-        d.set_item("products", products)?;
-        let (emitted, published, failed, dropped, pending) = match &sh.events {
-            None => (0, 0, 0, 0, 0),
-            Some((ev, _)) => (
-                ev.emitted.load(Ordering::Relaxed),
-                ev.published.load(Ordering::Relaxed),
-                ev.failed.load(Ordering::Relaxed),
-                ev.dropped.load(Ordering::Relaxed),
-                ev.pending(),
-            ),
-        };
-        d.set_item("events_emitted", emitted)?;
-        d.set_item("events_published", published)?;
-        d.set_item("events_failed", failed)?;
-        d.set_item("events_dropped", dropped)?;
-        d.set_item("events_pending", pending)?;
-        d.set_item("max_workers", self.core.max_workers())?;
-        d.set_item("queue_size", self.core.capacity())?;
-        Ok(d)
+        let products = runtime::detach(py, || sh.inv.products());
+        let books = &sh.completion.books;
+        let none = Default::default();
+        let ev = sh.events.as_ref().map_or(&none, |ev| &ev.books);
+        stats_dict!(py, {
+            "workers" => s.workers,
+            "idle" => s.idle,
+            "queued" => s.queued,
+            "submitted" => s.submitted,
+            "completed" => Books::get(&books.completed),
+            "refused" => Books::get(&books.refused),
+            "overflowed" => Books::get(&books.overflowed),
+            "completion_batches" => Books::get(&books.batches),
+            "callback_threads" => sh.completion.callbacks.snapshot().workers,
+            "products" => products,
+            "events_emitted" => Books::get(&ev.emitted),
+            "events_published" => Books::get(&ev.published),
+            "events_failed" => Books::get(&ev.failed),
+            "events_dropped" => Books::get(&ev.dropped),
+            "events_pending" => ev.pending(),
+            "max_workers" => self.core.max_workers(),
+            "queue_size" => self.core.capacity(),
+        })
     }
 
     /// Stops accepting operations. Queued ones still run; with wait, returns once they have
     /// all completed and their events have been published.
     #[pyo3(signature = (wait = Truthy(true)), text_signature = "($self, wait=True)")]
     fn shutdown(&self, py: Python<'_>, wait: Truthy) -> PyResult<()> {
-        if self.gen != runtime::generation() {
+        if self.born.inherited() {
             return Ok(());
         }
         if wait.0 {
@@ -361,7 +332,7 @@ impl InventoryManager {
 
     #[getter]
     fn bus(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        let (ev, _) = self.shared.events.as_ref()?;
+        let ev = self.shared.events.as_ref()?;
         let b = ev.bus.read().as_ref().map(|b| b.clone_ref(py));
         b
     }
@@ -373,10 +344,7 @@ impl InventoryManager {
 
     #[getter]
     fn topic_prefix(&self) -> Option<&str> {
-        self.shared
-            .events
-            .as_ref()
-            .map(|(ev, _)| ev.prefix.as_str())
+        self.shared.events.as_ref().map(|ev| ev.prefix.as_str())
     }
 
     #[getter]
@@ -410,30 +378,22 @@ impl InventoryManager {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some((ev, _)) = &self.shared.events {
-            if let Some(b) = ev.bus.try_read() {
-                if let Some(b) = b.as_ref() {
-                    visit.call(b)?;
-                }
-            }
-        }
-        Ok(())
+        self.traverse(&visit)
     }
 
     fn __clear__(&self) {
-        if let Some((ev, _)) = &self.shared.events {
-            let taken = ev.bus.try_write().and_then(|mut g| g.take());
-            drop(taken);
+        if let Some(ev) = &self.shared.events {
+            gc::clear(&[&ev.bus]);
         }
     }
 }
 
 impl Drop for InventoryManager {
     fn drop(&mut self) {
-        if self.gen != runtime::generation() {
+        if self.born.inherited() {
             // Created before fork(): its threads and locks belong to the parent.
-            std::mem::forget(Arc::clone(&self.core));
-            std::mem::forget(Arc::clone(&self.shared));
+            lifecycle::leak(&self.core);
+            lifecycle::leak(&self.shared);
             return;
         }
         // Like an unreferenced executor: queued operations still run, then workers exit.

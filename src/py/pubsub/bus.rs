@@ -1,7 +1,7 @@
 //! The Python-facing bus: subscribe, publish, close, stats, and its garbage-collector hooks.
 
 use super::delivery::{BusInner, Extra, Handlers};
-use super::dispatch::{dispatch_main, starve_after};
+use super::dispatch::dispatch_main;
 use super::subscription::Subscription;
 use super::{closed_error, exit, Sub, EAGER, IN_DISPATCH};
 use crate::core::broker::{Broker, SubOptions};
@@ -50,7 +50,7 @@ impl PubSub {
         };
         let max_workers = cap.unwrap_or(usize::MAX);
         let dispatch = Pool::new(max_workers, 0, "chanpool-pubsub".into(), dispatch_main);
-        dispatch.set_lazy(EAGER, starve_after(py));
+        dispatch.set_lazy(EAGER, runtime::starve_after(py, super::MIN_STARVE));
         dispatch.set_stack_size(runtime::thread_stack_size(py));
         if let Some(max) = cap {
             let logged = AtomicBool::new(false);

@@ -3,23 +3,13 @@
 
 use super::exit;
 use super::message::Message;
-use super::{Dispatch, Sub, IN_DISPATCH, MIN_STARVE, TURN};
+use super::{Dispatch, Sub, IN_DISPATCH, TURN};
 use crate::core::pool::Worker;
 use crate::py::errors;
-use crate::py::runtime;
 use crate::py::worker;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Longer than the GIL's hand-over (sys.getswitchinterval()), so that dispatch threads merely
-/// waiting their turn at the GIL never look like blocked ones.
-pub(super) fn starve_after(py: Python<'_>) -> Duration {
-    runtime::switch_interval(py)
-        .saturating_mul(4)
-        .clamp(MIN_STARVE, Duration::from_secs(1))
-}
 
 pub(super) fn dispatch_main(w: Worker<Arc<Sub>>) {
     let Some(_live) = exit::Live::enter() else {

@@ -104,3 +104,12 @@ pub fn switch_interval(py: Python<'_>) -> std::time::Duration {
         .unwrap_or(0.005);
     std::time::Duration::try_from_secs_f64(secs).unwrap_or(std::time::Duration::from_millis(5))
 }
+
+/// How long queued work may wait for a thread before another one starts: four switch
+/// intervals, clamped to [min, 1 s], so that threads merely taking turns at the GIL never
+/// look stuck.
+pub fn starve_after(py: Python<'_>, min: std::time::Duration) -> std::time::Duration {
+    switch_interval(py)
+        .saturating_mul(4)
+        .clamp(min, std::time::Duration::from_secs(1))
+}
