@@ -29,10 +29,7 @@ fn api(py: Python<'_>) -> PyResult<&Api> {
     API.get_or_try_init(py, || {
         let base = py.import("concurrent.futures._base")?;
         let module = py.import("chanpool._future")?;
-        let cls = module
-            .getattr("Future")?
-            .cast_into::<PyType>()?
-            .unbind();
+        let cls = module.getattr("Future")?.cast_into::<PyType>()?.unbind();
         Ok(Api {
             cls,
             pending: base.getattr("PENDING")?.unbind(),
