@@ -18,7 +18,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use gate::Gate;
 use live::Live;
 use monitor::Monitor;
-pub use spawn::thread_name;
+use spawn::thread_name;
 use spawn::Spawn;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -41,14 +41,6 @@ impl<J> std::fmt::Debug for Rejected<J> {
             Rejected::Full(_) => "Full",
             Rejected::Closed(_) => "Closed",
         })
-    }
-}
-
-impl<J> Rejected<J> {
-    pub fn into_inner(self) -> J {
-        match self {
-            Rejected::Full(j) | Rejected::Closed(j) => j,
-        }
     }
 }
 
@@ -403,13 +395,6 @@ impl<J: Send + 'static> Pool<J> {
             let _ = h.join();
         }
         true
-    }
-
-    /// Forgets the threads and queue ends without touching them: after fork() they belong to
-    /// the parent, and their internal locks may be held by threads that no longer exist.
-    pub fn abandon(&self) {
-        std::mem::forget(self.tx.close());
-        std::mem::forget(std::mem::take(&mut *self.handles.lock()));
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -74,7 +74,7 @@ impl<J: Send + 'static> Pool<J> {
             let _out = Out(Arc::clone(&pool));
             let first = theirs.lock().take();
             drop(theirs);
-            let worker = Worker::new(Arc::clone(&pool), index, first);
+            let worker = Worker::new(Arc::clone(&pool), first);
             (pool.body)(worker)
         });
         match spawned {
@@ -94,7 +94,7 @@ impl<J: Send + 'static> Pool<J> {
 
 /// A thread name std accepts: spawn panics on an interior NUL, so such names are cut there
 /// (the bindings refuse them earlier, with an error naming the parameter).
-pub fn thread_name(name: String) -> String {
+pub(super) fn thread_name(name: String) -> String {
     match name.find('\0') {
         Some(i) => name[..i].to_string(),
         None => name,

@@ -9,7 +9,6 @@ use std::sync::Arc;
 /// A worker's view of its pool.
 pub struct Worker<J: Send + 'static> {
     pool: Arc<Pool<J>>,
-    pub index: usize,
     /// An idle token granted early by [`Worker::finishing`], not yet matched by a wait.
     early_token: AtomicBool,
     /// The job whose submit started this thread: handed over directly, so the thread starts
@@ -20,11 +19,10 @@ pub struct Worker<J: Send + 'static> {
 }
 
 impl<J: Send + 'static> Worker<J> {
-    pub(super) fn new(pool: Arc<Pool<J>>, index: usize, first: Option<J>) -> Self {
+    pub(super) fn new(pool: Arc<Pool<J>>, first: Option<J>) -> Self {
         IN_POOL_THREAD.with(|f| f.set(true));
         Worker {
             pool,
-            index,
             early_token: AtomicBool::new(false),
             has_first: AtomicBool::new(first.is_some()),
             first: Mutex::new(first),
