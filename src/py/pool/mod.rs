@@ -3,6 +3,9 @@
 //! Each worker attaches to the interpreter once and runs queued jobs back to back while it holds
 //! the GIL; it lets go only to block on an empty queue. The submitting side never blocks while
 //! attached: a full bounded queue is waited on detached, in slices, so Ctrl-C gets through.
+//!
+//! Modules, each using only those listed before it: `task` (what is queued), `worker` (what
+//! the threads share and run), `map` (Executor.map), then the class here.
 
 mod map;
 mod task;
