@@ -187,7 +187,8 @@ def test_cancel_futures_cancels_pending_map_items(make_pool, workers):
             gate.wait(30)
         return i
 
-    it = p.map(f, range(20))
+    # One item per chunk, as TPE has one future per item (automatic chunks: test_pool_map_auto).
+    it = p.map(f, range(20), chunksize=1)
     assert started.wait(30)
     wait_until(lambda: p.stats()["running"] == workers, what="the first items to run")
     p.shutdown(wait=False, cancel_futures=True)

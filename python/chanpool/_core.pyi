@@ -63,7 +63,7 @@ class WorkerPool:
         /,
         *iterables: Iterable[Any],
         timeout: float | None = None,
-        chunksize: int = 1,
+        chunksize: int | None = None,
         buffersize: int | None = None,
     ) -> MapIterator[_T]: ...
     def shutdown(self, wait: object = True, *, cancel_futures: object = False) -> None: ...

@@ -21,6 +21,9 @@ struct Api {
     n_settle: Py<PyString>,
     unretrieved: Py<PyAny>,
     empty: Py<PyTuple>,
+    /// The class's `tp_new` (object.__new__): unlike PyType_GenericNew it sets up the inline
+    /// attribute values (3.11+), so the attribute writes below never build an instance dict.
+    tp_new: pyo3::ffi::newfunc,
 }
 
 static API: PyOnceLock<Api> = PyOnceLock::new();
@@ -30,7 +33,18 @@ fn api(py: Python<'_>) -> PyResult<&Api> {
         let base = py.import("concurrent.futures._base")?;
         let module = py.import("chanpool._future")?;
         let cls = module.getattr("Future")?.cast_into::<PyType>()?.unbind();
+        // SAFETY: reading a slot of a live heap type; a type always has a tp_new or NULL.
+        let slot = unsafe { pyo3::ffi::PyType_GetSlot(cls.as_ptr().cast(), pyo3::ffi::Py_tp_new) };
+        if slot.is_null() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "chanpool._future.Future has no __new__",
+            ));
+        }
+        // SAFETY: the Py_tp_new slot holds a newfunc.
+        let tp_new =
+            unsafe { std::mem::transmute::<*mut std::ffi::c_void, pyo3::ffi::newfunc>(slot) };
         Ok(Api {
+            tp_new,
             cls,
             pending: base.getattr("PENDING")?.unbind(),
             running: base.getattr("RUNNING")?.unbind(),
@@ -56,17 +70,19 @@ pub fn init(py: Python<'_>) -> PyResult<()> {
 /// A fresh PENDING future, built without running `__init__` (it only sets `_state`).
 pub fn new_future(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     let a = api(py)?;
-    // SAFETY: PyType_GenericNew only allocates an instance of a heap type; args are ignored.
+    // SAFETY: object.__new__(cls) with no arguments, as `cls()` would call it.
     let obj = unsafe {
-        let p = pyo3::ffi::PyType_GenericNew(
+        let p = (a.tp_new)(
             a.cls.as_ptr().cast(),
             a.empty.as_ptr(),
             std::ptr::null_mut(),
         );
         Bound::from_owned_ptr_or_err(py, p)?
     };
-    // Creates the instance dict now, before any worker can see the future.
+    // Both attributes a worker writes exist before any worker can see the future, so those
+    // writes only replace values and never allocate (an allocation can run the GC).
     obj.setattr(a.n_state.bind(py), a.pending.bind(py))?;
+    obj.setattr(a.n_result.bind(py), py.None())?;
     Ok(obj)
 }
 

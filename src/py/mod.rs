@@ -1,5 +1,6 @@
 //! The binding layer: adapts the core to Python and owns the GIL rules.
 pub mod args;
+pub mod call;
 pub mod channel;
 pub mod errors;
 pub mod future;

@@ -19,6 +19,7 @@ use crate::core::pool::{Pool, Rejected, Worker};
 use crate::core::sync::{Mutex, RwLock};
 use crate::core::wait::in_slices;
 use crate::py::args::{BufferSize, Count, Timeout, Truthy};
+use crate::py::call::Args;
 use crate::py::future;
 use crate::py::gc::{self, gc_fields, Traverse};
 use crate::py::lifecycle::{self, stats_dict, Born};
@@ -70,7 +71,7 @@ impl WorkerPool {
         let job = CallJob {
             fut: fut.clone_ref(py),
             func: func.clone().unbind(),
-            args: args.clone().unbind(),
+            args: Args::new(args),
             kwargs: kwargs.filter(|k| !k.is_empty()).map(|k| k.clone().unbind()),
         };
         Ok((fut, Task::Call(job)))
@@ -210,15 +211,16 @@ impl WorkerPool {
         }
     }
 
-    /// Executor.map with Python 3.14 semantics; chunksize batches items into one job.
-    #[pyo3(signature = (r#fn, *iterables, timeout=Timeout::FOREVER, chunksize=Count::ONE, buffersize=BufferSize(None)),
-           text_signature = "(self, fn, /, *iterables, timeout=None, chunksize=1, buffersize=None)")]
+    /// Executor.map with Python 3.14 semantics; chunksize batches items into one job (None:
+    /// automatic for an eager map, as multiprocessing's ThreadPool.map does; 1 with buffersize).
+    #[pyo3(signature = (r#fn, *iterables, timeout=Timeout::FOREVER, chunksize=None, buffersize=BufferSize(None)),
+           text_signature = "(self, fn, /, *iterables, timeout=None, chunksize=None, buffersize=None)")]
     fn map(
         slf: &Bound<'_, Self>,
         r#fn: &Bound<'_, PyAny>,
         iterables: &Bound<'_, PyTuple>,
         timeout: Timeout,
-        chunksize: Count,
+        chunksize: Option<Count>,
         buffersize: BufferSize,
     ) -> PyResult<MapIterator> {
         let me = slf.get();
@@ -229,7 +231,7 @@ impl WorkerPool {
                 r#fn.get_type().name()?
             )));
         }
-        let chunksize = chunksize.size(1, "chunksize")?;
+        let chunksize = chunksize.map(|c| c.size(1, "chunksize")).transpose()?;
         me.check(py)?;
         map::start(
             py,

@@ -3,10 +3,11 @@
 //! (a broken pool). The pool never looks inside a task; map work plugs in as a [`Batch`].
 
 use crate::core::pool::{Counters, Pool, Worker};
+use crate::py::call::Args;
 use crate::py::errors;
 use crate::py::future;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::PyDict;
 use std::sync::atomic::Ordering;
 
 pub type CorePool = Pool<Task>;
@@ -15,7 +16,7 @@ pub type CorePool = Pool<Task>;
 pub struct CallJob {
     pub fut: Py<PyAny>,
     pub func: Py<PyAny>,
-    pub args: Py<PyTuple>,
+    pub args: Args,
     pub kwargs: Option<Py<PyDict>>,
 }
 
@@ -98,9 +99,8 @@ impl CallJob {
         }
         counters.running.fetch_add(1, Ordering::Relaxed);
         let r = self
-            .func
-            .bind(py)
-            .call(self.args.bind(py), self.kwargs.as_ref().map(|k| k.bind(py)));
+            .args
+            .call(self.func.bind(py), self.kwargs.as_ref().map(|k| k.bind(py)));
         counters.running.fetch_sub(1, Ordering::Relaxed);
         // Drop the callable and arguments before publishing the result (TPE frees them too).
         drop((self.func, self.args, self.kwargs));

@@ -78,7 +78,7 @@ pub fn start(
     func: &Bound<'_, PyAny>,
     iterables: &Bound<'_, PyTuple>,
     deadline: Option<Instant>,
-    chunksize: usize,
+    chunksize: Option<usize>,
     buffersize: Option<usize>,
 ) -> PyResult<MapIterator> {
     let star = iterables.len() != 1;
@@ -100,14 +100,15 @@ pub fn start(
         source: None,
         func: func.clone().unbind(),
         star,
-        chunksize,
+        // Set from the input's length in eager mode; a lazy map reads one item per chunk.
+        chunksize: chunksize.unwrap_or(1),
         core: Arc::downgrade(core),
         deadline,
         done: false,
         started: false,
     };
     match buffersize {
-        None => it.start_eager(py, core, iter)?,
+        None => it.start_eager(py, core, iter, chunksize)?,
         Some(b) => {
             let mut more = true;
             for _ in 0..b {
@@ -130,6 +131,12 @@ pub fn start(
     })
 }
 
+/// multiprocessing's rule: about four chunks per worker, so per-chunk costs vanish while the
+/// workers still share the input evenly (results are still published item by item).
+fn auto_chunksize(n_items: usize, workers: usize) -> usize {
+    n_items.div_ceil(workers.max(1).saturating_mul(4)).max(1)
+}
+
 impl MapState {
     /// Like Executor.map: all input is read and queued before map() returns.
     fn start_eager(
@@ -137,12 +144,16 @@ impl MapState {
         py: Python<'_>,
         core: &Arc<CorePool>,
         iter: Bound<'_, PyIterator>,
+        chunksize: Option<usize>,
     ) -> PyResult<()> {
         let mut items = Vec::new();
         for item in iter {
             items.push(item?.unbind());
         }
         let n_items = items.len();
+        if chunksize.is_none() {
+            self.chunksize = auto_chunksize(n_items, core.max_workers());
+        }
         let n_chunks = n_items.div_ceil(self.chunksize);
         if n_chunks == 0 {
             return Ok(());

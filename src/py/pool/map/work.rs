@@ -6,6 +6,7 @@ use super::super::task::Batch;
 use super::super::worker::Ext;
 use crate::core::pool::Counters;
 use crate::core::sync::{Condvar, Mutex};
+use crate::py::call;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -158,14 +159,15 @@ fn call_items<'py>(
         counters.running.fetch_add(1, Ordering::Relaxed);
     }
     let mut ran = 0;
+    let limited = shared.ext.rate.is_some();
     while let Some(item) = items.next() {
-        if shared.stopped() || !shared.ext.pace(func.py()) {
+        if shared.stopped() || (limited && !shared.ext.pace(func.py())) {
             break;
         }
         let r = if star {
             func.call1(item.cast_into::<PyTuple>().expect("map args are tuples"))
         } else {
-            func.call1((item,))
+            call::call1(func, &item)
         };
         // Counters first, so stats() never lags behind a result the consumer has seen.
         if items.peek().is_none() {
