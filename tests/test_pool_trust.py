@@ -41,7 +41,7 @@ def test_worker_pool_is_a_thread_pool_executor_without_its_machinery():
         text = pydoc.render_doc(chanpool.WorkerPool, renderer=pydoc.plaintext)
         assert "ThreadPoolExecutor" in text  # in the bases, which is the point
         assert "_adjust_thread_count" not in text
-        assert "chunksize=1" in text and "Ellipsis" not in text
+        assert "chunksize=None" in text and "Ellipsis" not in text
         assert "queue_size" in text and "thread_name_prefix" in text
     finally:
         p.shutdown()
