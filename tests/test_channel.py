@@ -946,17 +946,29 @@ def test_module_exports():
 @pytest.mark.parametrize(
     "call",
     [
-        lambda: Channel(1).send(1, timeout=True),
-        lambda: Channel(1).recv(timeout=False),
-        lambda: Channel(1).put(1, timeout=True),
-        lambda: Channel(1).get(True, False),
-        lambda: select([Channel(1)], timeout=True),
+        lambda: Channel(1).send(1, timeout="1"),
+        lambda: Channel(1).recv(timeout=[1.0]),
+        lambda: Channel(1).put(1, timeout="1"),
+        lambda: Channel(1).get(True, "0"),
+        lambda: select([Channel(1)], timeout="1"),
     ],
 )
-def test_a_bool_timeout_is_a_type_error_naming_the_parameter(call):
-    # As for every chanpool timeout (Semaphore, TokenBucket): a bool is not taken for seconds.
+def test_a_timeout_that_is_not_a_number_is_a_type_error_naming_the_parameter(call):
     with pytest.raises(TypeError, match="timeout"):
         call()
+
+
+def test_a_bool_timeout_is_its_int_as_in_queue_queue():
+    # queue.Queue, threading and ThreadPoolExecutor take a bool timeout as 0 or 1 seconds.
+    c = Channel(1)
+    assert c.send(1, timeout=True) is None
+    with pytest.raises(TimeoutError):
+        c.send(2, timeout=False)  # full: False is 0, "now"
+    assert c.recv(timeout=False) == 1
+    with pytest.raises(queue.Empty):
+        c.get(True, False)
+    with pytest.raises(TimeoutError):
+        select([c], timeout=False)
 
 
 @pytest.mark.parametrize(

@@ -223,13 +223,15 @@ def test_map_counts_are_checked_before_anything_is_queued(make_pool):
 
 
 def test_map_timeout_is_refused_like_every_other_timeout_naming_it(make_pool):
-    # Issue 9: map's timeout goes through the shared Timeout type (a bool used to pass as 1.0).
+    # Issue 9: map's timeout goes through the shared Timeout type (a bool is its int, as
+    # ThreadPoolExecutor.map takes it).
     p = make_pool(1)
-    for bad in (True, False, "1", [1.0]):
+    for bad in ("1", [1.0]):
         for lazy in ({}, {"buffersize": 1}):
             with pytest.raises(TypeError, match="timeout"):
                 p.map(abs, [1, 2], timeout=bad, **lazy)
     assert p.stats()["submitted"] == 0
+    assert list(p.map(abs, [-1, -2], timeout=True)) == [1, 2]
     # A huge int is forever, as with Future.result and the other classes.
     assert list(p.map(abs, [-1, -2], timeout=10**400)) == [1, 2]
 

@@ -465,11 +465,13 @@ def test_contended_bucket_never_over_grants():
             assert granted[0] > burst  # it did refill and grant while the threads raced
 
 
-def test_a_bool_timeout_is_a_type_error_naming_the_parameter():
-    # The shared Timeout argument: as Semaphore.acquire, a bool is not taken for seconds.
+def test_a_timeout_that_is_not_a_number_is_a_type_error_and_a_bool_is_its_int():
+    # The shared Timeout argument: a bool is 0 or 1 seconds, as threading takes it.
     b = drained(FROZEN, 1)
     with pytest.raises(TypeError, match="timeout"):
-        b.acquire(1, timeout=True)
+        b.acquire(1, timeout="1")
+    assert b.waiting == 0
+    assert b.acquire(1, timeout=False) is False
     assert b.waiting == 0
 
 

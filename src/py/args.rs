@@ -108,7 +108,8 @@ pub fn real(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
     })
 }
 
-/// A `timeout` argument: None waits forever, else seconds (an int or a float, not a bool),
+/// A `timeout` argument: None waits forever, else seconds (an int or a float; a bool is its
+/// int, 0 or 1, as ThreadPoolExecutor, queue.Queue and threading take it),
 /// turned into a deadline at the call so it counts from there. NaN is a ValueError; a timeout
 /// the clock cannot reach (inf, 1e19, a huge int) means no deadline, never a panic; zero or
 /// less means "now" (callers that must refuse negatives, as queue.Queue does, look at `secs`).
@@ -129,6 +130,9 @@ impl Timeout {
     pub fn secs_of(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Option<f64>> {
         if obj.is_none() {
             return Ok(None);
+        }
+        if let Ok(b) = obj.cast::<PyBool>() {
+            return Ok(Some(if b.is_true() { 1.0 } else { 0.0 }));
         }
         match real(&obj.to_owned(), "timeout") {
             Ok(t) => Ok(Some(t)),
