@@ -32,6 +32,21 @@ PATHS: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "loop": ("", "list(map(abs, range(n)))"),
     },
+    "map, a Python function (4 workers)": {
+        "chanpool": (
+            "from chanpool import WorkerPool; p = WorkerPool(4)\n"
+            "def f(x): return x\n"
+            "list(p.map(f, range(64)))",
+            "list(p.map(f, range(n)))",
+        ),
+        "mp.ThreadPool": (
+            "from multiprocessing.pool import ThreadPool; p = ThreadPool(4)\n"
+            "def f(x): return x\n"
+            "p.map(f, range(64))",
+            "p.map(f, range(n))",
+        ),
+        "loop": ("def f(x): return x", "list(map(f, range(n)))"),
+    },
     "submit+result (4 workers)": {
         "chanpool": (
             "from chanpool import WorkerPool; p = WorkerPool(4); p.submit(abs, 1).result()",
@@ -40,6 +55,11 @@ PATHS: dict[str, dict[str, tuple[str, str]]] = {
         "ThreadPoolExecutor": (
             "from concurrent.futures import ThreadPoolExecutor as T; p = T(4); p.submit(abs, 1)",
             "fs = [p.submit(abs, i) for i in range(n)]\nfor f in fs: f.result()",
+        ),
+        "mp.ThreadPool apply_async": (
+            "from multiprocessing.pool import ThreadPool; p = ThreadPool(4)\n"
+            "p.apply_async(abs, (1,)).get()",
+            "fs = [p.apply_async(abs, (i,)) for i in range(n)]\nfor f in fs: f.get()",
         ),
     },
     "round trip (16 workers)": {
