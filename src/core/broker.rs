@@ -343,6 +343,23 @@ mod tests {
     }
 
     #[test]
+    fn a_tagged_route_goes_stale_with_every_change() {
+        let b: Broker<u32, ()> = Broker::new();
+        let (r, g) = b.route_tagged("a.b");
+        assert!(r.is_empty());
+        assert_eq!(g, b.generation());
+        assert!(b.cached("a.b").is_some_and(|(_, g2)| g2 == g));
+        let s = b.subscribe("a.*", opts(None), ());
+        assert!(b.generation() > g, "subscribe moves the generation");
+        assert!(b.cached("a.b").is_none(), "and empties the cache");
+        let (r, g) = b.route_tagged("a.b");
+        assert_eq!((ids(&r), g), (vec![s.id], b.generation()));
+        b.unsubscribe(&s);
+        assert!(b.generation() > g && b.cached("a.b").is_none());
+        assert!(b.route_tagged("a.b").0.is_empty());
+    }
+
+    #[test]
     fn a_group_spans_patterns() {
         let b: Broker<u32, ()> = Broker::new();
         let wide = b.subscribe("foo.*", opts(Some("w")), ());
