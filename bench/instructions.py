@@ -94,6 +94,22 @@ PATHS: dict[str, dict[str, tuple[str, str]]] = {
             "for i in range(n): q.put(('t.x', i))\nq.put(None); t.join()",
         ),
     },
+    "publish, 10 subscribers": {
+        "chanpool": (
+            "import chanpool; bus = chanpool.PubSub(); seen = []\n"
+            "for _ in range(10): bus.subscribe('t.x', seen.append, capacity=1 << 20)",
+            "for i in range(n): bus.publish('t.x', i)\nbus.close(drain=True)",
+        ),
+        "SimpleQueue + Thread": (
+            "import queue, threading; qs = [queue.SimpleQueue() for _ in range(10)]; seen = []\n"
+            "def run(q):\n"
+            "    while (m := q.get()) is not None: seen.append(m)\n"
+            "ts = [threading.Thread(target=run, args=(q,)) for q in qs]\n"
+            "for t in ts: t.start()",
+            "for i in range(n):\n    for q in qs: q.put(('t.x', i))\n"
+            "for q in qs: q.put(None)\nfor t in ts: t.join()",
+        ),
+    },
     "inventory add+result (10 workers)": {
         "chanpool InventoryManager": (
             "from chanpool.inventory import InventoryManager; m = InventoryManager()\n"
@@ -128,7 +144,7 @@ PATHS: dict[str, dict[str, tuple[str, str]]] = {
 
 # Paths whose operation wakes other threads are slow under valgrind (it runs one thread at a
 # time): they run with n divided by this.
-SLOW = {"round trip (16 workers)": 20}
+SLOW = {"round trip (16 workers)": 20, "publish, 10 subscribers": 5}
 
 
 def count(setup: str, body: str, n: int) -> int:

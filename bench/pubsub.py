@@ -57,6 +57,11 @@ import chanpool
 
 TOPIC = "bench.events"
 QT = "Queue+Thread"
+SQT = "SimpleQueue+Thread"
+#: Issue 10: chanpool against SimpleQueue+Thread, 1 subscriber (x1.0) and 10 (x1.5), and the
+#: publish loop's cost per message with 1 subscriber.
+TARGET_VS_SQT = {1: 1.0, 10: 1.5}
+TARGET_PUBLISH_NS = 200.0
 #: chanpool must beat the Queue+Thread pattern by this factor with 10 subscribers.
 TARGET_VS_QT = 8.0
 TARGET_SUBS = 10
@@ -135,6 +140,8 @@ class WrongCount(RuntimeError):
 class Run:
     seconds: float
     threads: Optional[int]
+    #: Time spent in the publish loop alone (until the last publish returned).
+    publish_seconds: Optional[float] = None
 
 
 # --- the contenders -----------------------------------------------------------------------
@@ -150,6 +157,7 @@ def run_chanpool(k: int, n: int, max_workers: Optional[int] = None) -> Run:
         start = time.perf_counter()
         for i in range(n):
             publish(TOPIC, i)
+        published = time.perf_counter() - start
         threads = os_threads()
         bus.close(drain=True)
         seconds = time.perf_counter() - start
@@ -159,18 +167,20 @@ def run_chanpool(k: int, n: int, max_workers: Optional[int] = None) -> Run:
         st = s.stats()
         if (st["delivered"], st["dropped"], st["errors"], st["pending"]) != (n, 0, 0, 0):
             raise WrongCount(f"chanpool subscription stats {st}, expected {n} delivered")
-    return Run(seconds, added(before, threads))
+    return Run(seconds, added(before, threads), published)
 
 
 _STOP = object()
 
 
-def run_queue_thread(k: int, n: int) -> Run:
+def run_queue_thread(k: int, n: int, kind: Callable[[], Any] = queue.Queue) -> Run:
+    """One ``kind()`` queue (queue.Queue, or queue.SimpleQueue: issue 10's peer) and one thread
+    per subscriber."""
     before = os_threads()
-    queues: List[queue.Queue[Any]] = [queue.Queue() for _ in range(k)]
+    queues: List[Any] = [kind() for _ in range(k)]
     counts = [0] * k
 
-    def consume(idx: int, q: queue.Queue[Any], handler: Handler) -> None:
+    def consume(idx: int, q: Any, handler: Handler) -> None:
         get = q.get
         c = 0
         while True:
@@ -193,6 +203,7 @@ def run_queue_thread(k: int, n: int) -> Run:
     for i in range(n):
         for put in puts:
             put(i)
+    published = time.perf_counter() - start
     threads = os_threads()
     for put in puts:
         put(_STOP)
@@ -201,7 +212,7 @@ def run_queue_thread(k: int, n: int) -> Run:
     seconds = time.perf_counter() - start
     if counts != [n] * k:
         raise WrongCount(f"Queue+Thread consumers handled {counts}, expected {n} each")
-    return Run(seconds, added(before, threads))
+    return Run(seconds, added(before, threads), published)
 
 
 def run_blinker(
@@ -263,6 +274,14 @@ class Row:
     threads: Optional[int] = None
     note: str = ""
     baseline: Optional[float] = None  # the Queue+Thread seconds for the same case
+    publish_seconds: Optional[float] = None  # the best run's publish loop
+
+    @property
+    def publish_ns(self) -> Optional[float]:
+        """Nanoseconds per publish call (per message, whatever the subscribers)."""
+        if self.publish_seconds is None:
+            return None
+        return self.publish_seconds / self.n * 1e9
 
     @property
     def deliveries_per_s(self) -> Optional[float]:
@@ -299,6 +318,7 @@ def contenders(
     runners: Dict[str, Callable[[], Run]] = {
         "chanpool": lambda: run_chanpool(k, n),
         QT: lambda: run_queue_thread(k, n),
+        SQT: lambda: run_queue_thread(k, n, queue.SimpleQueue),
     }
     if tuned_workers > 0:
         runners[f"chanpool max_workers={tuned_workers}"] = lambda: run_chanpool(k, n, tuned_workers)
@@ -364,6 +384,7 @@ def throughput(
         row.baseline = baseline
         if name in best:
             row.seconds, row.threads = best[name].seconds, best[name].threads
+            row.publish_seconds = best[name].publish_seconds
             row.median = statistics.median(all_times[name])
         if name in errors:
             row.seconds = None
@@ -395,7 +416,16 @@ def format_grid(header: Tuple[str, ...], lines: List[Tuple[str, ...]]) -> str:
 
 
 def format_throughput(rows: List[Row]) -> str:
-    header = ("case", "contender", "threads", "ms", "deliveries/s", "vs Queue+Thread", "median ms")
+    header = (
+        "case",
+        "contender",
+        "threads",
+        "ms",
+        "deliveries/s",
+        "vs Queue+Thread",
+        "median ms",
+        "publish ns/msg",
+    )
     lines: List[Tuple[str, ...]] = []
     for r in rows:
         ratio = r.ratio
@@ -408,6 +438,7 @@ def format_throughput(rows: List[Row]) -> str:
                 fmt_rate(r.deliveries_per_s),
                 "-" if ratio is None else f"{ratio:.2f}x",
                 "-" if r.median is None else f"{r.median * 1e3:.1f}",
+                "-" if r.publish_ns is None else f"{r.publish_ns:.0f}",
             )
         )
     return format_grid(header, lines)
@@ -448,6 +479,30 @@ def throughput_targets(rows: List[Row], tuned: Optional[str]) -> List[Target]:
             else verdict(None if mine is None or theirs is None else mine >= theirs),
         ),
     ]
+    for k, factor in TARGET_VS_SQT.items():
+        case = {r.contender: r for r in rows if r.subscribers == k}
+        c, q = case.get("chanpool"), case.get(SQT)
+        vs = None
+        if c is not None and q is not None and c.seconds and q.seconds:
+            vs = q.seconds / c.seconds
+        out.append(
+            Target(
+                f"chanpool >= {factor:g}x {SQT}, {k} subscriber(s) (issue 10)",
+                "-" if vs is None else f"{vs:.2f}x",
+                "MISS"
+                if c is not None and c.note
+                else verdict(None if vs is None else vs >= factor),
+            )
+        )
+    one = {r.contender: r for r in rows if r.subscribers == 1}.get("chanpool")
+    ns = None if one is None else one.publish_ns
+    out.append(
+        Target(
+            f"chanpool publish <= {TARGET_PUBLISH_NS:g} ns/msg, 1 subscriber (issue 10)",
+            "-" if ns is None else f"{ns:.0f} ns",
+            verdict(None if ns is None else ns <= TARGET_PUBLISH_NS),
+        )
+    )
     t = at.get(tuned) if tuned else None
     if t is not None and t.ratio is not None and theirs is not None:
         dps = t.deliveries_per_s or 0.0
@@ -499,7 +554,7 @@ def memory_child(kind: str, topics: int, per_topic: int) -> Dict[str, Any]:
         queues: Dict[str, queue.Queue[Any]] = {name: queue.Queue() for name in names}
         counts = [0] * topics
 
-        def consume(idx: int, q: queue.Queue[Any], handler: Handler) -> None:
+        def consume(idx: int, q: Any, handler: Handler) -> None:
             get = q.get
             while True:
                 item = get()

@@ -145,9 +145,9 @@ impl<M, X> Broker<M, X> {
                 })
                 .members += 1;
         }
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        let stale = self.changed();
         drop(st);
-        self.cache.lock().clear();
+        drop(stale);
         sub
     }
 
@@ -167,16 +167,39 @@ impl<M, X> Broker<M, X> {
                 }
             }
         }
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        let stale = self.changed();
         drop(st);
-        self.cache.lock().clear();
+        drop(stale);
         true
     }
 
-    /// Where `topic` (valid, no wildcards) goes.
-    pub fn route(&self, topic: &str) -> Arc<Route<M, X>> {
-        if let Some(r) = self.cache.lock().get(topic) {
-            return Arc::clone(r);
+    /// Under the state lock: a new generation and an empty cache, in one step under the cache
+    /// lock, so a route read from the cache always belongs to the generation read with it.
+    /// The stale routes are returned, to be dropped after both locks are released.
+    fn changed(&self) -> HashMap<String, Arc<Route<M, X>>> {
+        let mut cache = self.cache.lock();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        std::mem::take(&mut *cache)
+    }
+
+    /// Bumped by every subscribe and unsubscribe: a route tagged with an older generation may
+    /// be stale.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The cached route of `topic`, with the generation it is current for; None if `topic` is
+    /// not cached (then it may also be invalid: only valid topics are ever routed).
+    pub fn cached(&self, topic: &str) -> Option<(Arc<Route<M, X>>, u64)> {
+        let cache = self.cache.lock();
+        let r = cache.get(topic)?;
+        Some((Arc::clone(r), self.generation.load(Ordering::Acquire)))
+    }
+
+    /// `route`, with the generation the route is current for.
+    pub fn route_tagged(&self, topic: &str) -> (Arc<Route<M, X>>, u64) {
+        if let Some(hit) = self.cached(topic) {
+            return hit;
         }
         let (route, seen) = self.compute(topic);
         let route = Arc::new(route);
@@ -184,12 +207,17 @@ impl<M, X> Broker<M, X> {
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
-        // A change after our read bumps the generation before it clears the cache, so a stale
-        // route is either not inserted or cleared right after.
+        // Changes bump the generation and clear the cache under this lock: a route computed
+        // before a change is not inserted.
         if self.generation.load(Ordering::Acquire) == seen {
             cache.insert(topic.to_string(), Arc::clone(&route));
         }
-        route
+        (route, seen)
+    }
+
+    /// Where `topic` (valid, no wildcards) goes.
+    pub fn route(&self, topic: &str) -> Arc<Route<M, X>> {
+        self.route_tagged(topic).0
     }
 
     /// The route as of now, bypassing the cache: for a publish whose cached route named only
@@ -312,6 +340,23 @@ mod tests {
         let mut left = ids(&b.route("jobs.a"));
         left.sort();
         assert_eq!(left, vec![other.id, plain.id]);
+    }
+
+    #[test]
+    fn a_tagged_route_goes_stale_with_every_change() {
+        let b: Broker<u32, ()> = Broker::new();
+        let (r, g) = b.route_tagged("a.b");
+        assert!(r.is_empty());
+        assert_eq!(g, b.generation());
+        assert!(b.cached("a.b").is_some_and(|(_, g2)| g2 == g));
+        let s = b.subscribe("a.*", opts(None), ());
+        assert!(b.generation() > g, "subscribe moves the generation");
+        assert!(b.cached("a.b").is_none(), "and empties the cache");
+        let (r, g) = b.route_tagged("a.b");
+        assert_eq!((ids(&r), g), (vec![s.id], b.generation()));
+        b.unsubscribe(&s);
+        assert!(b.generation() > g && b.cached("a.b").is_none());
+        assert!(b.route_tagged("a.b").0.is_empty());
     }
 
     #[test]

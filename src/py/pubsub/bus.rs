@@ -2,6 +2,7 @@
 
 use super::delivery::{BusInner, Extra, Handlers};
 use super::dispatch::dispatch_main;
+use super::routes::Routes;
 use super::subscription::Subscription;
 use super::{closed_error, exit, Sub, EAGER, IN_DISPATCH};
 use crate::core::broker::{Broker, SubOptions};
@@ -79,6 +80,7 @@ impl PubSub {
             totals: Arc::default(),
             closed: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            routes: Routes::default(),
         });
         exit::track(&inner);
         log::debug!(target: "chanpool", "PubSub started: max_workers={cap:?}");

@@ -2,6 +2,7 @@
 //! subscriptions, and shutting the bus down.
 
 use super::message::Message;
+use super::routes::{BusRoute, Routes};
 use super::{closed_error, now, Dispatch, Sub, IN_DISPATCH};
 use crate::core::broker::Broker;
 use crate::core::mailbox::{Overflow, Push};
@@ -77,6 +78,8 @@ pub struct BusInner {
     pub(super) closed: AtomicBool,
     /// close(drain=True) is delivering what is queued: handlers may still publish.
     pub(super) draining: AtomicBool,
+    /// The publish fast path: routes by topic object.
+    pub(super) routes: Routes,
 }
 
 /// What one delivery attempt did with a message.
@@ -232,6 +235,22 @@ impl BusInner {
         })
     }
 
+    /// The route of a topic object not in the fast cache: validated unless the broker knows
+    /// it (only valid topics are routed), then remembered for this object.
+    #[inline(never)]
+    fn route_slow(&self, topic: &Bound<'_, PyString>) -> PyResult<Arc<BusRoute>> {
+        let t = topic.to_cow()?;
+        let (route, generation) = match self.broker.cached(&t) {
+            Some(hit) => hit,
+            None => {
+                topic::validate_topic(&t).map_err(|e| PyValueError::new_err(e.0))?;
+                self.broker.route_tagged(&t)
+            }
+        };
+        self.routes.put(topic, generation, &route);
+        Ok(route)
+    }
+
     pub(super) fn publish(
         &self,
         py: Python<'_>,
@@ -241,25 +260,17 @@ impl BusInner {
         if !self.accepting() {
             return Err(closed_error());
         }
-        let t = topic.to_cow()?;
-        let t: &str = &t;
-        topic::validate_topic(t).map_err(|e| PyValueError::new_err(e.0))?;
+        let route = match self.routes.get(topic, self.broker.generation()) {
+            Some(r) => r,
+            None => self.route_slow(topic)?,
+        };
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         self.published.fetch_add(1, Ordering::Relaxed);
-        let route = self.broker.route(t);
         if route.is_empty() {
             self.unrouted.fetch_add(1, Ordering::Relaxed);
             return Ok(0);
         }
-        let msg = Py::new(
-            py,
-            Message {
-                topic: topic.clone().unbind(),
-                data,
-                seq,
-                timestamp: now(),
-            },
-        )?;
+        let msg = Message::new(py, topic, data, seq, now())?;
         let mut tally = Tally::default();
         for sub in &route.subs {
             let o = self.offer(py, sub, msg.clone_ref(py))?;
@@ -278,7 +289,7 @@ impl BusInner {
             let mut tries = 0;
             while !done && tries < GROUP_RETRIES {
                 tries += 1;
-                let now = self.broker.route_now(t);
+                let now = self.broker.route_now(&topic.to_cow()?);
                 let Some(g) = now.groups.iter().find(|g| g.name == group.name) else {
                     break;
                 };

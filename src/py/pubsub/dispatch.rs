@@ -61,6 +61,11 @@ pub(super) fn run_turn(py: Python<'_>, pool: &Arc<Dispatch>, sub: Arc<Sub>) {
             },
         }
         done += 1;
+        // A turn ends only if another subscription waits for a thread: requeueing wakes an idle
+        // dispatch thread, which then only contends for the interpreter with this one.
+        if done >= TURN && pool.queued() == 0 {
+            done = 0;
+        }
         if done >= TURN {
             match pool.requeue(Arc::clone(&sub), 0) {
                 Ok(()) => return,

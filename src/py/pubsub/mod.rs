@@ -8,6 +8,7 @@ mod delivery;
 mod dispatch;
 mod exit;
 mod message;
+mod routes;
 mod subscription;
 
 pub use bus::PubSub;
