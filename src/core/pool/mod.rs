@@ -397,6 +397,11 @@ impl<J: Send + 'static> Pool<J> {
         true
     }
 
+    /// Jobs waiting for a worker (cheaper than a snapshot: no counters read).
+    pub fn queued(&self) -> usize {
+        self.rx.len()
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let c = &self.counters;
         Snapshot {
