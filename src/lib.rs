@@ -18,6 +18,8 @@ mod _core {
     #[pymodule_export]
     use crate::py::map::MapIterator;
     #[pymodule_export]
+    use crate::py::oneshot::OneShot;
+    #[pymodule_export]
     use crate::py::pool::WorkerPool;
     #[pymodule_export]
     use crate::py::pubsub::{Message, PubSub, Subscription};
@@ -40,6 +42,7 @@ mod _core {
             .filter(log::LevelFilter::Debug)
             .install();
         crate::py::future::init(py)?;
+        crate::py::oneshot::init(m)?;
         // Pools stop where ThreadPoolExecutor's do, in threading's exit hooks (queued work
         // runs, later atexit hooks can no longer submit); everything else at atexit.
         // (Refused when imported during threading's own shutdown: the atexit hook still runs.)
