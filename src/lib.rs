@@ -16,7 +16,7 @@ mod _core {
     #[pymodule_export]
     use crate::py::inventory::InventoryManager;
     #[pymodule_export]
-    use crate::py::map::MapIterator;
+    use crate::py::pool::MapIterator;
     #[pymodule_export]
     use crate::py::oneshot::OneShot;
     #[pymodule_export]

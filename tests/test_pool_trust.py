@@ -222,6 +222,18 @@ def test_map_counts_are_checked_before_anything_is_queued(make_pool):
     assert p.stats()["submitted"] == 0
 
 
+def test_map_timeout_is_refused_like_every_other_timeout_naming_it(make_pool):
+    # Issue 9: map's timeout goes through the shared Timeout type (a bool used to pass as 1.0).
+    p = make_pool(1)
+    for bad in (True, False, "1", [1.0]):
+        for lazy in ({}, {"buffersize": 1}):
+            with pytest.raises(TypeError, match="timeout"):
+                p.map(abs, [1, 2], timeout=bad, **lazy)
+    assert p.stats()["submitted"] == 0
+    # A huge int is forever, as with Future.result and the other classes.
+    assert list(p.map(abs, [-1, -2], timeout=10**400)) == [1, 2]
+
+
 def test_map_iterator_entered_from_two_threads_is_a_clear_error(make_pool):
     p = make_pool(1)
     gate = threading.Event()

@@ -35,6 +35,12 @@ impl Count {
         }
         u64::try_from(self.0).map_err(|_| PyValueError::new_err(format!("{what} is too large")))
     }
+
+    /// `at_least`, as a size (of a queue, a chunk, a count of workers).
+    pub fn size(self, min: u64, what: &str) -> PyResult<usize> {
+        usize::try_from(self.at_least(min, what)?)
+            .map_err(|_| PyValueError::new_err(format!("{what} is too large")))
+    }
 }
 
 impl<'a, 'py> FromPyObject<'a, 'py> for Count {
@@ -211,14 +217,6 @@ impl<'a, 'py> FromPyObject<'a, 'py> for QueueTimeout {
 
 // PubSub's arguments.
 
-impl Count {
-    /// `at_least` as a size in memory (a capacity, a number of threads).
-    pub fn size_at_least(self, min: u64, what: &str) -> PyResult<usize> {
-        usize::try_from(self.at_least(min, what)?)
-            .map_err(|_| PyValueError::new_err(format!("{what} is too large")))
-    }
-}
-
 /// `overflow`: a policy's name; an unknown one is a ValueError listing the four.
 impl<'a, 'py> FromPyObject<'a, 'py> for crate::core::mailbox::Overflow {
     type Error = PyErr;
@@ -276,5 +274,29 @@ impl Count {
     pub fn stock(self, min: u64, what: &str) -> PyResult<i64> {
         i64::try_from(self.at_least(min, what)?)
             .map_err(|_| PyValueError::new_err(format!("{what} must be at most {}", i64::MAX)))
+    }
+}
+
+// WorkerPool (s-pool).
+
+/// Executor.map's `buffersize`: None (read all input now) or a positive int, refused with
+/// 3.14's messages.
+#[derive(Debug, Clone, Copy)]
+pub struct BufferSize(pub Option<usize>);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for BufferSize {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if obj.is_none() {
+            return Ok(BufferSize(None));
+        }
+        let n: Count = obj
+            .extract()
+            .map_err(|_| PyTypeError::new_err("buffersize must be an integer or None"))?;
+        if n.below(1) {
+            return Err(PyValueError::new_err("buffersize must be None or > 0"));
+        }
+        Ok(BufferSize(Some(n.size(1, "buffersize")?)))
     }
 }

@@ -6,7 +6,6 @@ pub mod future;
 pub mod gc;
 pub mod inventory;
 pub mod lifecycle;
-pub mod map;
 pub mod oneshot;
 pub mod pool;
 pub mod pubsub;

@@ -7,20 +7,25 @@ mod live;
 #[cfg(all(test, loom))]
 mod loom_models;
 mod monitor;
+mod spawn;
 #[cfg(all(test, not(loom)))]
 mod tests;
 mod tokens;
+mod worker;
 
 use crate::core::sync::Mutex;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use gate::Gate;
 use live::Live;
 use monitor::Monitor;
+use spawn::thread_name;
+use spawn::Spawn;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
 use tokens::IdleTokens;
+pub use worker::{closure_body, in_pool_thread, Worker};
 
 /// Why a job was handed back instead of queued; the job comes back so nothing is lost.
 pub enum Rejected<J> {
@@ -36,14 +41,6 @@ impl<J> std::fmt::Debug for Rejected<J> {
             Rejected::Full(_) => "Full",
             Rejected::Closed(_) => "Closed",
         })
-    }
-}
-
-impl<J> Rejected<J> {
-    pub fn into_inner(self) -> J {
-        match self {
-            Rejected::Full(j) | Rejected::Closed(j) => j,
-        }
     }
 }
 
@@ -126,95 +123,6 @@ pub struct Pool<J: Send + 'static> {
     on_limit: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     /// A submit that starts a thread hands it the job (see [`Pool::set_handoff`]).
     handoff: AtomicBool,
-}
-
-/// A worker's view of its pool.
-pub struct Worker<J: Send + 'static> {
-    pool: Arc<Pool<J>>,
-    pub index: usize,
-    /// An idle token granted early by [`Worker::finishing`], not yet matched by a wait.
-    early_token: std::sync::atomic::AtomicBool,
-    /// The job whose submit started this thread: handed over directly, so the thread starts
-    /// on it at once (as ThreadPoolExecutor's do) and a cancel_futures drain cannot take it.
-    first: Mutex<Option<J>>,
-    /// Whether `first` still holds the job (a plain load on the hot path instead of a lock).
-    has_first: std::sync::atomic::AtomicBool,
-}
-
-impl<J: Send + 'static> Worker<J> {
-    /// The job this thread was started with, if it has not been taken yet.
-    pub fn take_first(&self) -> Option<J> {
-        if !self.has_first.load(Ordering::Relaxed) {
-            return None;
-        }
-        self.has_first.store(false, Ordering::Relaxed);
-        let j = self.first.lock().take();
-        if j.is_some() {
-            self.pool.taken.fetch_add(1, Ordering::Relaxed);
-        }
-        j
-    }
-}
-
-impl<J: Send + 'static> Worker<J> {
-    pub fn pool(&self) -> &Arc<Pool<J>> {
-        &self.pool
-    }
-
-    /// Takes a job if one is queued; never blocks, so it is safe while holding the GIL.
-    pub fn try_next(&self) -> Next<J> {
-        if let Some(j) = self.take_first() {
-            return Next::Job(j);
-        }
-        match self.pool.rx.try_recv() {
-            Ok(j) => {
-                self.pool.taken.fetch_add(1, Ordering::Relaxed);
-                if self.early_token.swap(false, Ordering::Relaxed) {
-                    // Busy again after all: take back the token if no submit used it.
-                    self.pool.take_idle_token();
-                }
-                Next::Job(j)
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => Next::Empty,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => Next::Closed,
-        }
-    }
-
-    /// Call just before publishing a job's result: when nothing is queued this worker is about
-    /// to wait, and a submit that the result triggers must reuse it, not start another thread.
-    pub fn finishing(&self) {
-        if !self.early_token.load(Ordering::Relaxed) && self.pool.rx.is_empty() {
-            self.early_token.store(true, Ordering::Relaxed);
-            self.pool.idle_tokens.give();
-        }
-    }
-
-    /// Blocks until a job arrives; None once the pool is shut down and drained.
-    /// Call it only with the GIL released.
-    pub fn wait_next(&self) -> Option<J> {
-        let p = &self.pool;
-        if let Some(j) = self.take_first() {
-            return Some(j);
-        }
-        p.counters.waits.fetch_add(1, Ordering::Relaxed);
-        // Token first: whoever sees this worker idle must also find its token.
-        if !self.early_token.swap(false, Ordering::Relaxed) {
-            p.idle_tokens.give();
-        }
-        p.idle.fetch_add(1, Ordering::AcqRel);
-        let r = p.rx.recv().ok();
-        p.idle.fetch_sub(1, Ordering::AcqRel);
-        if r.is_some() {
-            p.taken.fetch_add(1, Ordering::Relaxed);
-        }
-        r
-    }
-}
-
-impl<J: Send + 'static> Drop for Worker<J> {
-    fn drop(&mut self) {
-        self.pool.spawned.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl<J: Send + 'static> Pool<J> {
@@ -306,17 +214,7 @@ impl<J: Send + 'static> Pool<J> {
             // start order, which the pub/sub dispatch relies on).
             return match tx.try_send(job) {
                 Ok(()) => {
-                    self.counters.submitted.fetch_add(weight, Ordering::Relaxed);
-                    let mut arm = false;
-                    if !self.take_idle_token() {
-                        let eager = self.eager.load(Ordering::Acquire);
-                        arm = !matches!(self.spawn_locked(eager, None), Spawn::Started)
-                            && self.watching(eager);
-                    }
-                    drop(tx);
-                    if arm {
-                        self.arm_monitor();
-                    }
+                    self.after_queue(tx, weight);
                     Ok(())
                 }
                 Err(TrySendError::Full(j)) => Err(Offer::Full(j)),
@@ -369,6 +267,22 @@ impl<J: Send + 'static> Pool<J> {
         }
     }
 
+    /// After a job went into the queue (the gate still held open, so close() cannot pass a
+    /// spawn): counts it and, like ThreadPoolExecutor, starts a thread only when no worker is
+    /// waiting; arms the monitor when none could start.
+    fn after_queue(self: &Arc<Self>, open: gate::Open<'_, Sender<J>>, weight: u64) {
+        self.counters.submitted.fetch_add(weight, Ordering::Relaxed);
+        let mut arm = false;
+        if !self.take_idle_token() {
+            let eager = self.eager.load(Ordering::Acquire);
+            arm = !matches!(self.spawn_locked(eager, None), Spawn::Started) && self.watching(eager);
+        }
+        drop(open);
+        if arm {
+            self.arm_monitor();
+        }
+    }
+
     /// The queueing half of try_submit and requeue; the sender lock is released on return.
     fn try_enqueue(&self, job: J) -> Result<(), Rejected<J>> {
         let Some(tx) = self.tx.enter() else {
@@ -415,110 +329,11 @@ impl<J: Send + 'static> Pool<J> {
         };
         match tx.send_timeout(job, timeout) {
             Ok(()) => {
-                self.counters.submitted.fetch_add(weight, Ordering::Relaxed);
-                // Like ThreadPoolExecutor: start a thread only when no worker is waiting.
-                let mut arm = false;
-                if !self.take_idle_token() {
-                    let eager = self.eager.load(Ordering::Acquire);
-                    arm = !matches!(self.spawn_locked(eager, None), Spawn::Started)
-                        && self.watching(eager);
-                }
-                drop(tx);
-                if arm {
-                    self.arm_monitor();
-                }
+                self.after_queue(tx, weight);
                 Ok(())
             }
             Err(crossbeam_channel::SendTimeoutError::Timeout(j)) => Err(Rejected::Full(j)),
             Err(crossbeam_channel::SendTimeoutError::Disconnected(j)) => Err(Rejected::Closed(j)),
-        }
-    }
-
-    /// Starts one more worker if below the limit. Returns whether one was started.
-    pub fn spawn_worker(self: &Arc<Self>) -> std::io::Result<bool> {
-        self.spawn_idle(self.max_workers)
-    }
-
-    /// Starts a worker with no first job, unless the pool is closed.
-    fn spawn_idle(self: &Arc<Self>, limit: usize) -> std::io::Result<bool> {
-        let Some(_open) = self.tx.enter() else {
-            return Ok(false);
-        };
-        match self.spawn_locked(limit, None) {
-            Spawn::Started => Ok(true),
-            Spawn::AtLimit(_) => Ok(false),
-            Spawn::Failed(_, e) => Err(e),
-        }
-    }
-
-    /// Starts a worker (running `first` before anything queued) if below `limit`. The caller
-    /// holds the sender lock with the queue open, so close() cannot pass a spawn and join()
-    /// always finds the new thread. Spawn failure hands the job back: nothing is lost.
-    fn spawn_locked(self: &Arc<Self>, limit: usize, first: Option<J>) -> Spawn<J> {
-        let limit = limit.min(self.max_workers);
-        let mut n = self.spawned.load(Ordering::Acquire);
-        loop {
-            if n >= limit {
-                return Spawn::AtLimit(first);
-            }
-            match self
-                .spawned
-                .compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => break,
-                Err(cur) => n = cur,
-            }
-        }
-        let mut handles = self.handles.lock();
-        let index = handles.len();
-        let name = if self.name_prefix.is_empty() {
-            format!("chanpool-worker_{index}")
-        } else {
-            format!("{}_{index}", self.name_prefix)
-        };
-        let mut builder = thread::Builder::new().name(thread_name(name));
-        let stack = self.stack_size.load(Ordering::Relaxed);
-        if stack > 0 {
-            builder = builder.stack_size(stack);
-        }
-        // The job travels in a slot the thread takes it from, so a failed spawn can give it
-        // back (the closure, and anything moved into it, is dropped on failure).
-        let slot = Arc::new(Mutex::new(first));
-        let theirs = Arc::clone(&slot);
-        let pool = Arc::clone(self);
-        self.live.enter();
-        let spawned = builder.spawn(move || {
-            // Counted out last, even if the body panics: join() waits for this.
-            struct Out<J: Send + 'static>(Arc<Pool<J>>);
-            impl<J: Send + 'static> Drop for Out<J> {
-                fn drop(&mut self) {
-                    self.0.live.exit();
-                }
-            }
-            let _out = Out(Arc::clone(&pool));
-            let first = theirs.lock().take();
-            drop(theirs);
-            let worker = Worker {
-                pool: Arc::clone(&pool),
-                index,
-                early_token: std::sync::atomic::AtomicBool::new(false),
-                has_first: std::sync::atomic::AtomicBool::new(first.is_some()),
-                first: Mutex::new(first),
-            };
-            IN_POOL_THREAD.with(|f| f.set(true));
-            (pool.body)(worker)
-        });
-        match spawned {
-            Ok(h) => {
-                handles.push((h.thread().id(), h));
-                Spawn::Started
-            }
-            Err(e) => {
-                drop(handles);
-                self.live.exit();
-                self.spawned.fetch_sub(1, Ordering::AcqRel);
-                Spawn::Failed(slot.lock().take(), e)
-            }
         }
     }
 
@@ -582,17 +397,6 @@ impl<J: Send + 'static> Pool<J> {
         true
     }
 
-    /// Forgets the threads and queue ends without touching them: after fork() they belong to
-    /// the parent, and their internal locks may be held by threads that no longer exist.
-    pub fn abandon(&self) {
-        std::mem::forget(self.tx.close());
-        std::mem::forget(std::mem::take(&mut *self.handles.lock()));
-    }
-
-    pub fn queued(&self) -> usize {
-        self.rx.len()
-    }
-
     pub fn snapshot(&self) -> Snapshot {
         let c = &self.counters;
         Snapshot {
@@ -606,49 +410,5 @@ impl<J: Send + 'static> Pool<J> {
             cancelled: c.cancelled.load(Ordering::Relaxed),
             waits: c.waits.load(Ordering::Relaxed),
         }
-    }
-}
-
-/// What an attempt to start a worker did; the first job comes back unless it was started.
-enum Spawn<J> {
-    Started,
-    AtLimit(Option<J>),
-    Failed(Option<J>, std::io::Error),
-}
-
-thread_local! {
-    static IN_POOL_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether the calling thread is a worker of some Pool (the runtime lets those finish their
-/// work during interpreter exit, where other threads are parked).
-pub fn in_pool_thread() -> bool {
-    IN_POOL_THREAD.with(|f| f.get())
-}
-
-/// A thread name std accepts: spawn panics on an interior NUL, so such names are cut there
-/// (the bindings refuse them earlier, with an error naming the parameter).
-pub fn thread_name(name: String) -> String {
-    match name.find('\0') {
-        Some(i) => name[..i].to_string(),
-        None => name,
-    }
-}
-
-/// Convenience for tests and plain-Rust users: a worker body that runs boxed closures.
-pub fn closure_body(w: Worker<Box<dyn FnOnce() + Send>>) {
-    loop {
-        let job = match w.try_next() {
-            Next::Job(j) => j,
-            Next::Empty => match w.wait_next() {
-                Some(j) => j,
-                None => break,
-            },
-            Next::Closed => break,
-        };
-        w.pool().counters.running.fetch_add(1, Ordering::Relaxed);
-        job();
-        w.pool().counters.running.fetch_sub(1, Ordering::Relaxed);
-        Counters::add(&w.pool().counters.completed, 1);
     }
 }

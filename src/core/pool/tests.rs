@@ -9,6 +9,24 @@ fn pool(workers: usize, cap: usize) -> Arc<Pool<Job>> {
     Pool::new(workers, cap, String::new(), closure_body)
 }
 
+/// Submits a job that holds its worker until the returned barrier is passed, and returns once
+/// that job has started.
+fn hold_worker(p: &Arc<Pool<Job>>) -> Arc<Barrier> {
+    let gate = Arc::new(Barrier::new(2));
+    let g = Arc::clone(&gate);
+    let (started_tx, started) = crossbeam_channel::bounded(1);
+    p.try_submit(
+        Box::new(move || {
+            started_tx.send(()).unwrap();
+            g.wait();
+        }),
+        1,
+    )
+    .unwrap();
+    started.recv().unwrap();
+    gate
+}
+
 #[test]
 fn runs_every_job_exactly_once_from_many_producers() {
     for _ in 0..20 {
@@ -49,18 +67,7 @@ fn runs_every_job_exactly_once_from_many_producers() {
 #[test]
 fn bounded_queue_rejects_when_full_and_returns_the_job() {
     let p = pool(1, 1);
-    let gate = Arc::new(Barrier::new(2));
-    let g = Arc::clone(&gate);
-    let (started_tx, started) = crossbeam_channel::bounded(1);
-    p.try_submit(
-        Box::new(move || {
-            started_tx.send(()).unwrap();
-            g.wait();
-        }),
-        1,
-    )
-    .unwrap();
-    started.recv().unwrap();
+    let gate = hold_worker(&p);
     // The worker is busy: exactly one more job fits.
     let mut queued = 0;
     loop {
@@ -84,20 +91,9 @@ fn bounded_queue_rejects_when_full_and_returns_the_job() {
 #[test]
 fn closed_pool_refuses_and_drain_returns_queued_jobs() {
     let p = pool(1, 0);
-    let gate = Arc::new(Barrier::new(2));
-    let g = Arc::clone(&gate);
-    let (started_tx, started) = crossbeam_channel::bounded(1);
-    p.try_submit(
-        Box::new(move || {
-            started_tx.send(()).unwrap();
-            g.wait();
-        }),
-        1,
-    )
-    .unwrap();
     // The only worker is held by the first job, so the next ten stay queued (a drain
     // racing the worker for the first job could let it run some of them).
-    started.recv().unwrap();
+    let gate = hold_worker(&p);
     for _ in 0..10 {
         p.try_submit(Box::new(|| {}), 1).unwrap();
     }

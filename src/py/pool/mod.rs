@@ -3,21 +3,27 @@
 //! Each worker attaches to the interpreter once and runs queued jobs back to back while it holds
 //! the GIL; it lets go only to block on an empty queue. The submitting side never blocks while
 //! attached: a full bounded queue is waited on detached, in slices, so Ctrl-C gets through.
+//!
+//! Modules, each using only those listed before it: `task` (what is queued), `worker` (what
+//! the threads share and run), `map` (Executor.map), then the class here.
 
+mod map;
+mod task;
 mod worker;
 
-use crate::py::ratelimit::RateLimit;
-use worker::{cancel_queued, closed_error, default_workers, worker_main, Init};
-pub use worker::{enqueue, CallJob, CorePool, Ext, Task};
+pub use map::MapIterator;
+use task::{CallJob, CorePool, Task};
+use worker::{cancel_queued, closed_error, default_workers, enqueue, worker_main, Ext, Init};
 
 use crate::core::pool::{Pool, Rejected, Worker};
 use crate::core::sync::{Mutex, RwLock};
-use crate::py::args::{Count, Truthy};
-
+use crate::core::wait::in_slices;
+use crate::py::args::{BufferSize, Count, Timeout, Truthy};
 use crate::py::future;
+use crate::py::gc::{self, gc_fields, Traverse};
 use crate::py::lifecycle::{self, stats_dict, Born};
-use crate::py::map::{self, MapIterator};
-use crate::py::runtime::{self, Stoppable, SLICE};
+use crate::py::ratelimit::RateLimit;
+use crate::py::runtime::{self, Stoppable};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -34,6 +40,8 @@ pub struct WorkerPool {
     born: Born,
     prefix: String,
 }
+
+gc_fields!(WorkerPool { ext });
 
 impl WorkerPool {
     fn check(&self, py: Python<'_>) -> PyResult<()> {
@@ -81,19 +89,12 @@ impl WorkerPool {
             cancel_queued(py, &self.core);
         }
         if wait {
-            while !runtime::detach(py, || self.core.join(Some(SLICE))) {
-                py.check_signals()?;
-            }
+            let core = &self.core;
+            runtime::acquire_detached(py, |hook| {
+                in_slices(None, hook, |slice| core.join(Some(slice)).then_some(()))
+            })?;
         }
         Ok(())
-    }
-
-    pub fn core(&self) -> &Arc<CorePool> {
-        &self.core
-    }
-
-    pub fn ext(&self) -> &Arc<Ext> {
-        &self.ext
     }
 }
 
@@ -117,11 +118,9 @@ impl WorkerPool {
             Some(n) if n.below(1) => {
                 return Err(PyValueError::new_err("max_workers must be greater than 0"))
             }
-            Some(n) => usize::try_from(n.at_least(1, "max_workers")?)
-                .map_err(|_| PyValueError::new_err("max_workers is too large"))?,
+            Some(n) => n.size(1, "max_workers")?,
         };
-        let queue_size = usize::try_from(queue_size.at_least(0, "queue_size")?)
-            .map_err(|_| PyValueError::new_err("queue_size is too large"))?;
+        let queue_size = queue_size.size(0, "queue_size")?;
         if thread_name_prefix.contains('\0') {
             return Err(PyValueError::new_err(
                 "thread_name_prefix must not contain a NUL character",
@@ -212,15 +211,15 @@ impl WorkerPool {
     }
 
     /// Executor.map with Python 3.14 semantics; chunksize batches items into one job.
-    #[pyo3(signature = (r#fn, *iterables, timeout=None, chunksize=Count::ONE, buffersize=None),
+    #[pyo3(signature = (r#fn, *iterables, timeout=Timeout::FOREVER, chunksize=Count::ONE, buffersize=BufferSize(None)),
            text_signature = "(self, fn, /, *iterables, timeout=None, chunksize=1, buffersize=None)")]
     fn map(
         slf: &Bound<'_, Self>,
         r#fn: &Bound<'_, PyAny>,
         iterables: &Bound<'_, PyTuple>,
-        timeout: Option<f64>,
+        timeout: Timeout,
         chunksize: Count,
-        buffersize: Option<&Bound<'_, PyAny>>,
+        buffersize: BufferSize,
     ) -> PyResult<MapIterator> {
         let me = slf.get();
         let py = slf.py();
@@ -230,28 +229,17 @@ impl WorkerPool {
                 r#fn.get_type().name()?
             )));
         }
-        let chunksize = usize::try_from(chunksize.at_least(1, "chunksize")?)
-            .map_err(|_| PyValueError::new_err("chunksize is too large"))?;
-        let buffersize = match buffersize {
-            None => None,
-            Some(b) if b.is_none() => None,
-            Some(b) => {
-                let n: Count = b
-                    .extract()
-                    .map_err(|_| PyTypeError::new_err("buffersize must be an integer or None"))?;
-                if n.below(1) {
-                    return Err(PyValueError::new_err("buffersize must be None or > 0"));
-                }
-                Some(
-                    usize::try_from(n.at_least(1, "buffersize")?)
-                        .map_err(|_| PyValueError::new_err("buffersize is too large"))?,
-                )
-            }
-        };
-        let deadline = runtime::deadline_from(timeout)?;
+        let chunksize = chunksize.size(1, "chunksize")?;
         me.check(py)?;
         map::start(
-            py, &me.core, &me.ext, r#fn, iterables, deadline, chunksize, buffersize,
+            py,
+            &me.core,
+            &me.ext,
+            r#fn,
+            iterables,
+            timeout.deadline,
+            chunksize,
+            buffersize.0,
         )
     }
 
@@ -343,18 +331,11 @@ impl WorkerPool {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(init) = self.ext.init.try_read() {
-            if let Some(i) = init.as_ref() {
-                visit.call(&i.func)?;
-                visit.call(&i.args)?;
-            }
-        }
-        Ok(())
+        self.traverse(&visit)
     }
 
     fn __clear__(&self) {
-        let taken = self.ext.init.try_write().and_then(|mut g| g.take());
-        drop(taken);
+        gc::clear(&[&*self.ext]);
     }
 }
 

@@ -1,41 +1,28 @@
-//! The worker side of WorkerPool: the tasks it queues, what the worker threads run, how a
-//! task gets in (waiting detached while a bounded queue is full), and exit-time stopping.
+//! The worker side of WorkerPool: what the pool's threads share (initializer, broken state,
+//! rate limit), what they run, how a task gets in (waiting detached while a bounded queue is
+//! full), and exit-time stopping.
 
-use crate::core::pool::{Counters, Offer, Pool, Rejected, Worker};
+use super::task::{CorePool, Pace, Task};
+use crate::core::pool::{Offer, Rejected, Worker};
 use crate::core::sync::{Mutex, RwLock};
+use crate::core::wait::in_slices;
 use crate::py::errors;
-use crate::py::future;
-use crate::py::map::{self, ChunkJob, Runner};
+use crate::py::gc::{gc_fields, Clear};
 use crate::py::ratelimit::TokenBucket;
-use crate::py::runtime::{self, Stoppable, SLICE};
+use crate::py::runtime::{self, Stoppable};
 use crate::py::worker;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::PyTuple;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-
-pub struct CallJob {
-    pub(super) fut: Py<PyAny>,
-    pub(super) func: Py<PyAny>,
-    pub(super) args: Py<PyTuple>,
-    pub(super) kwargs: Option<Py<PyDict>>,
-}
-
-pub enum Task {
-    Call(CallJob),
-    /// One chunk of a lazy map.
-    Chunk(ChunkJob),
-    /// A runner of an eager map (claims chunks until none are left).
-    Runner(Runner),
-}
-
-pub type CorePool = Pool<Task>;
 
 pub(super) struct Init {
     pub(super) func: Py<PyAny>,
     pub(super) args: Py<PyTuple>,
 }
+
+gc_fields!(Init { func, args });
 
 /// What the workers share with the Python object besides the queue.
 pub struct Ext {
@@ -80,12 +67,10 @@ impl Ext {
         self.is_broken.store(true, Ordering::Release);
         self.discard.store(true, Ordering::Release);
         let pool = w.pool();
-        py.detach(|| pool.close());
+        runtime::detach(py, || pool.close());
         // The job this thread was started with fails like the queued ones.
         if let Some(task) = w.take_first() {
-            fail_task(py, &pool.counters, task, || {
-                errors::broken_thread_pool(py, &msg)
-            });
+            task.fail(py, &pool.counters, &|| errors::broken_thread_pool(py, &msg));
         }
         self.purge(py, pool);
     }
@@ -95,13 +80,33 @@ impl Ext {
         match self.broken() {
             Some(msg) => {
                 for task in core.drain() {
-                    fail_task(py, &core.counters, task, || {
-                        errors::broken_thread_pool(py, &msg)
-                    });
+                    task.fail(py, &core.counters, &|| errors::broken_thread_pool(py, &msg));
                 }
             }
             None => cancel_queued(py, core),
         }
+    }
+}
+
+// The initializer is the only Python object the GC may find in a cycle through the pool.
+gc_fields!(Ext { init });
+
+impl Clear for Ext {
+    fn take(&self) -> Vec<Py<PyAny>> {
+        match self.init.try_write().and_then(|mut g| g.take()) {
+            Some(i) => vec![i.func, i.args.into_any()],
+            None => Vec::new(),
+        }
+    }
+}
+
+impl Pace for Ext {
+    fn limited(&self) -> bool {
+        self.rate.is_some()
+    }
+
+    fn pace(&self, py: Python<'_>) -> bool {
+        Ext::pace(self, py)
     }
 }
 
@@ -111,7 +116,7 @@ impl Stoppable for Ext {
             return;
         };
         // Like ThreadPoolExecutor at exit: no new work, what is queued still runs.
-        py.detach(|| core.close());
+        runtime::detach(py, || core.close());
         if runtime::exit_join(py, |slice| core.join(Some(slice))) {
             return;
         }
@@ -132,72 +137,7 @@ impl Stoppable for Ext {
 
 pub(super) fn cancel_queued(py: Python<'_>, core: &CorePool) {
     for task in core.drain() {
-        match task {
-            Task::Call(job) => {
-                let _ = future::cancel(job.fut.bind(py));
-                Counters::add(&core.counters.cancelled, 1);
-            }
-            Task::Chunk(c) => map::cancel_chunk(&core.counters, c),
-            Task::Runner(r) => map::cancel_runner(&core.counters, r),
-        }
-    }
-}
-
-fn fail_task(py: Python<'_>, counters: &Counters, task: Task, make: impl Fn() -> PyErr) {
-    match task {
-        Task::Call(job) => {
-            let _ = future::set_exception(job.fut.bind(py), make());
-            Counters::add(&counters.failed, 1);
-        }
-        Task::Chunk(c) => map::fail_chunk(counters, c, make),
-        Task::Runner(r) => map::cancel_runner(counters, r),
-    }
-}
-
-fn run_call(py: Python<'_>, ext: &Ext, w: &Worker<Task>, counters: &Counters, job: CallJob) {
-    let fut = job.fut.bind(py);
-    if ext.rate.is_some() {
-        // No token is spent on a future cancelled while it was queued.
-        let cancelled = fut
-            .call_method0("cancelled")
-            .and_then(|c| c.is_truthy())
-            .unwrap_or(false);
-        if !cancelled && !ext.pace(py) {
-            let _ = future::cancel(fut);
-        }
-    }
-    match future::start(fut) {
-        Ok(true) => {}
-        Ok(false) => {
-            Counters::add(&counters.cancelled, 1);
-            return;
-        }
-        Err(e) => {
-            errors::log_exception(py, "chanpool: could not start a future", e);
-            return;
-        }
-    }
-    counters.running.fetch_add(1, Ordering::Relaxed);
-    let r = job
-        .func
-        .bind(py)
-        .call(job.args.bind(py), job.kwargs.as_ref().map(|k| k.bind(py)));
-    counters.running.fetch_sub(1, Ordering::Relaxed);
-    // Drop the callable and arguments before publishing the result (TPE frees them too).
-    drop((job.func, job.args, job.kwargs));
-    w.finishing();
-    let done = match r {
-        Ok(v) => {
-            Counters::add(&counters.completed, 1);
-            future::set_result(fut, v)
-        }
-        Err(e) => {
-            Counters::add(&counters.failed, 1);
-            future::set_exception(fut, e)
-        }
-    };
-    if let Err(e) = done {
-        errors::log_exception(py, "chanpool: could not complete a future", e);
+        task.cancel(py, &core.counters);
     }
 }
 
@@ -214,12 +154,7 @@ pub(super) fn worker_main(ext: Arc<Ext>, w: Worker<Task>) {
                 return;
             }
         }
-        let counters = &w.pool().counters;
-        worker::serve_attached(py, w, |py, task| match task {
-            Task::Call(job) => run_call(py, &ext, w, counters, job),
-            Task::Chunk(c) => map::run_chunk(py, counters, c),
-            Task::Runner(r) => map::run_runner(py, counters, r),
-        });
+        worker::serve_attached(py, w, |py, task| task.run(py, w, &*ext));
     });
     if ran.is_none() {
         // Started too late in the exit to run Python: its first job cannot even be dropped
@@ -246,31 +181,31 @@ pub fn enqueue(
         }
         Err(Offer::Full(t)) => t,
     };
+    // Waits in slices; on Ctrl-C the task is handed back so it is dropped attached.
+    let mut task = Some(task);
     let (r, err) = runtime::wait_detached(py, |hook| {
-        let mut task = task;
-        loop {
-            match core.submit_timeout(task, weight, SLICE) {
-                Ok(()) => return Ok(()),
-                Err(Rejected::Closed(_)) => return Err(None),
+        let r = in_slices(None, hook, |slice| {
+            let t = task.take().expect("task kept between slices");
+            match core.submit_timeout(t, weight, slice) {
+                Ok(()) => Some(true),
+                Err(Rejected::Closed(_)) => Some(false),
                 Err(Rejected::Full(t)) => {
-                    if hook() {
-                        // Handed back so it is dropped attached.
-                        return Err(Some(t));
-                    }
-                    task = t;
+                    task = Some(t);
+                    None
                 }
             }
-        }
+        });
+        (r, task)
     });
     match r {
-        Ok(()) => {
-            if core.is_closed() && ext.discard.load(Ordering::Acquire) {
+        (Ok(true), _) => {
+            if core.is_closed() && ext.discarding() {
                 ext.purge(py, core);
             }
             Ok(())
         }
-        Err(None) => Err(closed_error(py, ext)),
-        Err(Some(_task)) => Err(err.unwrap_or_else(|| {
+        (Ok(false), _) => Err(closed_error(py, ext)),
+        (Err(_), _task) => Err(err.unwrap_or_else(|| {
             pyo3::exceptions::PyKeyboardInterrupt::new_err("submit interrupted")
         })),
     }

@@ -46,7 +46,7 @@ impl PubSub {
         // No cap by default: handlers that block (on each other, on I/O) get more threads.
         let cap = match max_workers {
             None => None,
-            Some(n) => Some(n.size_at_least(1, "max_workers")?),
+            Some(n) => Some(n.size(1, "max_workers")?),
         };
         let max_workers = cap.unwrap_or(usize::MAX);
         let dispatch = Pool::new(max_workers, 0, "chanpool-pubsub".into(), dispatch_main);
@@ -113,8 +113,8 @@ impl PubSub {
             return Err(closed_error());
         }
         topic::validate_pattern(pattern).map_err(|e| PyValueError::new_err(e.0))?;
-        let capacity = capacity.size_at_least(1, "capacity")?;
-        let workers = workers.size_at_least(1, "workers")?;
+        let capacity = capacity.size(1, "capacity")?;
+        let workers = workers.size(1, "workers")?;
         if handler.is_none() && on_error.is_some() {
             return Err(PyValueError::new_err("on_error needs a handler"));
         }

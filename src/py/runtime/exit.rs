@@ -12,8 +12,8 @@
 
 use super::fork::registry;
 use super::threads::{on_main_thread, py_finalizing};
-use super::wait::SLICE;
 use crate::core::sync::Mutex;
+use crate::core::wait::SLICE;
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};

@@ -7,9 +7,6 @@ use super::threads::on_main_thread;
 use pyo3::prelude::*;
 use std::time::{Duration, Instant};
 
-/// How long a blocked call sleeps before it looks at signals and deadlines again.
-pub use crate::core::wait::{next_slice, SLICE};
-
 /// A Python timeout as a deadline: None waits forever, NaN is a ValueError, a timeout too far
 /// away for the clock (inf, 1e19) means no deadline at all rather than a panic.
 pub fn deadline_from(timeout: Option<f64>) -> PyResult<Option<Instant>> {
