@@ -16,9 +16,9 @@ mod _core {
     #[pymodule_export]
     use crate::py::inventory::InventoryManager;
     #[pymodule_export]
-    use crate::py::pool::MapIterator;
-    #[pymodule_export]
     use crate::py::oneshot::OneShot;
+    #[pymodule_export]
+    use crate::py::pool::MapIterator;
     #[pymodule_export]
     use crate::py::pool::WorkerPool;
     #[pymodule_export]

@@ -153,7 +153,7 @@ class Future(cf.Future[_T]):
         if sig is None:
             sig = self.__dict__.setdefault("_signal", _OneShot())
         state = self._state
-        if state is not _FINISHED and state is not _CANCELLED and state is not _CANCELLED_AND_NOTIFIED:
+        if state is _PENDING or state is _RUNNING:
             sig.wait(timeout)
             state = self._state
         if state is _CANCELLED or state is _CANCELLED_AND_NOTIFIED:

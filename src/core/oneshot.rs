@@ -2,11 +2,12 @@
 //! (`py/future.rs`) so result() sleeps on a futex the completing worker wakes, instead of
 //! threading.Condition's Python-level lock dance.
 //!
-//! Setting costs one atomic store and one load while nobody sleeps: a waiter registers itself
-//! (`sleepers`) before it looks at the flag, and the setter stores the flag before it looks at
-//! `sleepers` (both SeqCst), so at least one of them sees the other. The setter then notifies
-//! under the lock, and a sleeper checks the flag under that same lock before it sleeps, so no
-//! wake-up is lost.
+//! Setting costs two atomic operations while nobody sleeps: a waiter registers itself
+//! (`sleepers`) before it looks at the flag, and the setter sets the flag before it looks at
+//! `sleepers`. Both touch `sleepers` with read-modify-writes, which are totally ordered: if the
+//! setter's comes first, the waiter's reads from it and so sees the flag; otherwise the setter
+//! sees the sleeper and notifies under the lock, and a sleeper checks the flag under that same
+//! lock before it sleeps. No wake-up is lost (`loom_oneshot_*`).
 
 use crate::core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::core::sync::{Condvar, Mutex};
@@ -37,15 +38,16 @@ impl OneShot {
     }
 
     pub fn is_set(&self) -> bool {
-        self.set.load(Ordering::SeqCst)
+        self.set.load(Ordering::Acquire)
     }
 
     /// Sets the event and wakes every sleeper; later calls do nothing.
     pub fn set(&self) {
-        if self.set.swap(true, Ordering::SeqCst) {
+        if self.set.swap(true, Ordering::AcqRel) {
             return;
         }
-        if self.sleepers.load(Ordering::SeqCst) != 0 {
+        // A read-modify-write, not a load: it reads the latest registration (see the top).
+        if self.sleepers.fetch_add(0, Ordering::AcqRel) != 0 {
             // Taking the lock orders this notify after a sleeper's flag check.
             let _g = self.lock.lock();
             self.cv.notify_all();
@@ -58,7 +60,7 @@ impl OneShot {
         if self.is_set() {
             return Ok(());
         }
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        self.sleepers.fetch_add(1, Ordering::AcqRel);
         let r = in_slices(deadline, hook, |slice| {
             let mut g = self.lock.lock();
             if !self.is_set() {
@@ -66,7 +68,7 @@ impl OneShot {
             }
             self.is_set().then_some(())
         });
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        self.sleepers.fetch_sub(1, Ordering::AcqRel);
         match r {
             Err(_) if self.is_set() => Ok(()),
             r => r,

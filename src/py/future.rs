@@ -3,6 +3,7 @@
 //! See python/chanpool/_future.py for the protocol: while `_cond` is None nobody has observed the
 //! future, so a worker holding the GIL may change its state with plain attribute writes (no
 //! Python code runs between the check and the writes). Otherwise it calls the locked methods.
+//! Either way a result() waiter's `_signal` (a `_OneShot`) is set once the state is written.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -19,6 +20,7 @@ struct Api {
     n_exception: Py<PyString>,
     n_unretrieved: Py<PyString>,
     n_settle: Py<PyString>,
+    n_signal: Py<PyString>,
     unretrieved: Py<PyAny>,
     empty: Py<PyTuple>,
 }
@@ -41,6 +43,7 @@ fn api(py: Python<'_>) -> PyResult<&Api> {
             n_exception: PyString::intern(py, "_exception").unbind(),
             n_unretrieved: PyString::intern(py, "_unretrieved").unbind(),
             n_settle: PyString::intern(py, "_settle").unbind(),
+            n_signal: PyString::intern(py, "_signal").unbind(),
             unretrieved: module.getattr("_UnretrievedException")?.unbind(),
             empty: PyTuple::empty(py).unbind(),
         })
@@ -74,6 +77,16 @@ fn unobserved(a: &Api, fut: &Bound<'_, PyAny>) -> PyResult<bool> {
     Ok(fut.getattr(a.n_cond.bind(fut.py()))?.is_none())
 }
 
+/// After the plain writes: wakes result() waiters. A waiter installs `_signal` before it reads
+/// the state, and this reads `_signal` after writing it, all under the GIL (see _future.py).
+fn wake(a: &Api, fut: &Bound<'_, PyAny>) -> PyResult<()> {
+    let sig = fut.getattr(a.n_signal.bind(fut.py()))?;
+    if !sig.is_none() {
+        crate::py::oneshot::OneShot::set_any(&sig);
+    }
+    Ok(())
+}
+
 /// PENDING -> RUNNING. False when the future was cancelled (the caller must skip the work).
 pub fn start(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = fut.py();
@@ -93,7 +106,7 @@ pub fn set_result(fut: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) -> PyResult<(
     if unobserved(a, fut)? {
         fut.setattr(a.n_result.bind(py), value)?;
         fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
-        return Ok(());
+        return wake(a, fut);
     }
     fut.call_method1(pyo3::intern!(py, "set_result"), (value,))?;
     Ok(())
@@ -124,6 +137,7 @@ pub fn settle(
             if unobserved(a, fut)? {
                 fut.setattr(a.n_result.bind(py), value)?;
                 fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
+                wake(a, fut)?;
                 return Ok(false);
             }
             (value, py.None().into_bound(py))
@@ -136,6 +150,7 @@ pub fn settle(
                 fut.setattr(a.n_exception.bind(py), &exc)?;
                 fut.setattr(a.n_unretrieved.bind(py), unretrieved)?;
                 fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
+                wake(a, fut)?;
                 return Ok(false);
             }
             // _settle makes its own report.
