@@ -6,8 +6,8 @@
 //! (`sleepers`) before it looks at the flag, and the setter sets the flag before it looks at
 //! `sleepers`. Both touch `sleepers` with read-modify-writes, which are totally ordered: if the
 //! setter's comes first, the waiter's reads from it and so sees the flag; otherwise the setter
-//! sees the sleeper and notifies under the lock, and a sleeper checks the flag under that same
-//! lock before it sleeps. No wake-up is lost (`loom_oneshot_*`).
+//! sees the sleeper, passes through the lock and notifies, and a sleeper checks the flag under
+//! that same lock before it sleeps. No wake-up is lost (`loom_oneshot_*`).
 
 use crate::core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::core::sync::{Condvar, Mutex};
@@ -48,8 +48,10 @@ impl OneShot {
         }
         // A read-modify-write, not a load: it reads the latest registration (see the top).
         if self.sleepers.fetch_add(0, Ordering::AcqRel) != 0 {
-            // Taking the lock orders this notify after a sleeper's flag check.
-            let _g = self.lock.lock();
+            // Passing through the lock orders this notify after any sleeper's flag check (a
+            // sleeper checks and starts waiting under it, atomically). Notifying after the
+            // unlock lets the woken thread take the lock at once instead of finding it held.
+            drop(self.lock.lock());
             self.cv.notify_all();
         }
     }
