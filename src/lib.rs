@@ -14,6 +14,8 @@ mod _core {
     #[pymodule_export]
     use crate::py::channel::{fan_in, select, Channel};
     #[pymodule_export]
+    use crate::py::future::_wait_future;
+    #[pymodule_export]
     use crate::py::inventory::InventoryManager;
     #[pymodule_export]
     use crate::py::oneshot::OneShot;

@@ -40,9 +40,11 @@ _FINISHED = _base.FINISHED
 
 logger = logging.getLogger("chanpool")
 
-# chanpool._core hands its _OneShot class in when it is imported (importing it here would be a
-# circle: _core imports this module while it initialises).
+# chanpool._core hands these in when it is imported (importing it here would be a circle: _core
+# imports this module while it initialises). _wait_future(fut, timeout) installs the future's
+# _OneShot and waits on it: it returns once FINISHED, raises CancelledError or TimeoutError.
 _OneShot: Any = None
+_wait_future: Any = None
 
 
 class _UnretrievedException:
@@ -148,25 +150,16 @@ class Future(cf.Future[_T]):
         if timeout is not None and timeout != timeout:
             # The stock Future's lock wait refuses NaN the same way.
             raise ValueError("Invalid value NaN (not a number)")
-        # Installed before the state is read (setdefault: concurrent waiters share one).
-        sig = self._signal
-        if sig is None:
-            sig = self.__dict__.setdefault("_signal", _OneShot())
-        state = self._state
-        if state is _PENDING or state is _RUNNING:
-            sig.wait(timeout)
-            state = self._state
-        if state is _CANCELLED or state is _CANCELLED_AND_NOTIFIED:
-            raise cf.CancelledError()
-        if state is not _FINISHED:
-            raise cf.TimeoutError()
+        _wait_future(self, timeout)
 
     def result(self, timeout: Optional[float] = None) -> _T:
-        if self._state is _FINISHED and self._exception is None:
+        if self._state is not _FINISHED:
+            if timeout is not None and timeout != timeout:
+                self._wait_finished(timeout)  # raises the stock ValueError
+            _wait_future(self, timeout)
+        if self._exception is None:
             value: _T = self._result  # the common case, without a further call
             return value
-        if self._state is not _FINISHED:
-            self._wait_finished(timeout)
         result: _T = self._finished_result()
         return result
 

@@ -5,6 +5,9 @@
 //! Python code runs between the check and the writes). Otherwise it calls the locked methods.
 //! Either way a result() waiter's `_signal` (a `_OneShot`) is set once the state is written.
 
+use crate::py::args::Timeout;
+use crate::py::errors;
+use crate::py::oneshot::OneShot;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
@@ -14,6 +17,8 @@ struct Api {
     pending: Py<PyAny>,
     running: Py<PyAny>,
     finished: Py<PyAny>,
+    cancelled: Py<PyAny>,
+    cancelled_notified: Py<PyAny>,
     n_state: Py<PyString>,
     n_result: Py<PyString>,
     n_cond: Py<PyString>,
@@ -37,6 +42,8 @@ fn api(py: Python<'_>) -> PyResult<&Api> {
             pending: base.getattr("PENDING")?.unbind(),
             running: base.getattr("RUNNING")?.unbind(),
             finished: base.getattr("FINISHED")?.unbind(),
+            cancelled: base.getattr("CANCELLED")?.unbind(),
+            cancelled_notified: base.getattr("CANCELLED_AND_NOTIFIED")?.unbind(),
             n_state: PyString::intern(py, "_state").unbind(),
             n_result: PyString::intern(py, "_result").unbind(),
             n_cond: PyString::intern(py, "_cond").unbind(),
@@ -82,7 +89,7 @@ fn unobserved(a: &Api, fut: &Bound<'_, PyAny>) -> PyResult<bool> {
 fn wake(a: &Api, fut: &Bound<'_, PyAny>) -> PyResult<()> {
     let sig = fut.getattr(a.n_signal.bind(fut.py()))?;
     if !sig.is_none() {
-        crate::py::oneshot::OneShot::set_any(&sig);
+        OneShot::set_any(&sig);
     }
     Ok(())
 }
@@ -160,4 +167,38 @@ pub fn settle(
     };
     fut.call_method1(a.n_settle.bind(py), (value, exc))?
         .is_truthy()
+}
+
+/// The waiter side, result()'s and exception()'s wait: returns once the future is FINISHED,
+/// raises CancelledError once cancelled, TimeoutError when `timeout` passes first. The
+/// `_OneShot` is made before the check, so nothing between reading `_signal` and installing it
+/// allocates (a GC run there could let another waiter install its own); it is installed before
+/// the state is read, and the completer reads it after writing the state (module docs).
+#[pyfunction]
+#[pyo3(signature = (fut, timeout))]
+pub fn _wait_future(py: Python<'_>, fut: &Bound<'_, PyAny>, timeout: Timeout) -> PyResult<()> {
+    let a = api(py)?;
+    let fresh = Bound::new(py, OneShot::new())?;
+    let sig = fut.getattr(a.n_signal.bind(py))?;
+    let sig = match sig.cast_into::<OneShot>() {
+        Ok(sig) => sig,
+        Err(_) => {
+            fut.setattr(a.n_signal.bind(py), &fresh)?;
+            fresh
+        }
+    };
+    let done =
+        |state: &Bound<'_, PyAny>| !(state.is(a.pending.bind(py)) || state.is(a.running.bind(py)));
+    let mut state = fut.getattr(a.n_state.bind(py))?;
+    if !done(&state) {
+        sig.get().wait_detached(py, timeout.deadline)?;
+        state = fut.getattr(a.n_state.bind(py))?;
+    }
+    if state.is(a.finished.bind(py)) {
+        Ok(())
+    } else if state.is(a.cancelled.bind(py)) || state.is(a.cancelled_notified.bind(py)) {
+        Err(errors::cancelled_error(py))
+    } else {
+        Err(errors::timeout_error(py))
+    }
 }
