@@ -154,9 +154,7 @@ class Future(cf.Future[_T]):
 
     def result(self, timeout: Optional[float] = None) -> _T:
         if self._state is not _FINISHED:
-            if timeout is not None and timeout != timeout:
-                self._wait_finished(timeout)  # raises the stock ValueError
-            _wait_future(self, timeout)
+            self._wait_finished(timeout)
         if self._exception is None:
             value: _T = self._result  # the common case, without a further call
             return value
