@@ -139,6 +139,29 @@ PATHS: dict[str, dict[str, tuple[str, str]]] = {
             "for i in range(n): c.put(i)\nfor i in range(n): c.get()",
         ),
     },
+    "Channel 1 producer / 1 consumer": {
+        "chanpool Channel(None)": (
+            "import threading, chanpool; c = chanpool.Channel(None)\n"
+            "def run(k):\n"
+            "    for i in range(k): c.send(i)\n",
+            "t = threading.Thread(target=run, args=(n,)); t.start()\n"
+            "for i in range(n): c.recv()\nt.join()",
+        ),
+        "chanpool Channel(1024)": (
+            "import threading, chanpool; c = chanpool.Channel(1024)\n"
+            "def run(k):\n"
+            "    for i in range(k): c.send(i)\n",
+            "t = threading.Thread(target=run, args=(n,)); t.start()\n"
+            "for i in range(n): c.recv()\nt.join()",
+        ),
+        "queue.SimpleQueue": (
+            "import threading, queue; c = queue.SimpleQueue()\n"
+            "def run(k):\n"
+            "    for i in range(k): c.put(i)\n",
+            "t = threading.Thread(target=run, args=(n,)); t.start()\n"
+            "for i in range(n): c.get()\nt.join()",
+        ),
+    },
 }
 
 

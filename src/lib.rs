@@ -14,7 +14,11 @@ mod _core {
     #[pymodule_export]
     use crate::py::channel::{fan_in, select, Channel};
     #[pymodule_export]
+    use crate::py::future::_wait_future;
+    #[pymodule_export]
     use crate::py::inventory::InventoryManager;
+    #[pymodule_export]
+    use crate::py::oneshot::OneShot;
     #[pymodule_export]
     use crate::py::pool::MapIterator;
     #[pymodule_export]
@@ -40,6 +44,7 @@ mod _core {
             .filter(log::LevelFilter::Debug)
             .install();
         crate::py::future::init(py)?;
+        crate::py::oneshot::init(m)?;
         // Pools stop where ThreadPoolExecutor's do, in threading's exit hooks (queued work
         // runs, later atexit hooks can no longer submit); everything else at atexit.
         // (Refused when imported during threading's own shutdown: the atexit hook still runs.)

@@ -497,3 +497,135 @@ def test_successful_and_cancelled_futures_are_not_logged(blocked_pool, caplog):
     del a, b, first
     gc.collect()
     assert _never_retrieved(caplog) == []
+
+
+# ------------------------------------------------------------------- result()'s native wait
+
+
+def test_waited_result_leaves_the_future_unobserved(make_pool):
+    # result() sleeps on the native one-shot, not on the condition: the worker keeps its plain
+    # writes (the condition is never built), and every waiter wakes with its own value.
+    p = make_pool(4)
+    for i in range(2000):
+        f = p.submit(mul, i, 3)
+        assert f.result(timeout=30) == i * 3
+        assert f.__dict__.get("_cond") is None
+    assert exact(p, submitted=2000, completed=2000)["failed"] == 0
+
+
+def hold(p):
+    """Occupies the pool's one worker until the returned event is set."""
+    release, started = threading.Event(), threading.Event()
+    p.submit(lambda: (started.set(), release.wait(30)))
+    assert started.wait(30)
+    return release
+
+
+def in_thread(fn):
+    """Starts fn on a new thread once; returns the thread and an event set just before fn runs."""
+    started = threading.Event()
+
+    def run():
+        started.set()
+        fn()
+
+    t = threading.Thread(target=run)
+    t.start()
+    assert started.wait(30)
+    return t
+
+
+def many_wait_on_one(p):
+    release = hold(p)
+    f = p.submit(mul, 6, 7)
+    got = []
+    barrier = threading.Barrier(9)
+
+    def waiter():
+        barrier.wait()
+        got.append(f.result(timeout=30))
+
+    ts = [threading.Thread(target=waiter) for _ in range(8)]
+    for t in ts:
+        t.start()
+    barrier.wait()
+    release.set()
+    for t in ts:
+        t.join(30)
+    assert got == [42] * 8
+
+
+def test_many_threads_wait_on_one_future(make_pool):
+    # Waiters that arrive together share one event (none waits on an orphaned one).
+    p = make_pool(1)
+    for _ in range(50):
+        many_wait_on_one(p)
+
+
+def wake_before_callbacks():
+    f = chanpool.Future()
+    woke = threading.Event()
+    seen = []
+    f.add_done_callback(lambda fut: seen.append(woke.wait(10)))
+
+    def waiter():
+        assert f.result(timeout=30) == 7
+        woke.set()
+
+    t = in_thread(waiter)
+    f.set_result(7)
+    t.join(30)
+    assert seen == [True]
+
+
+def test_waiter_wakes_before_slow_done_callbacks():
+    # The done-callbacks run after the waiters are woken: a callback that waits for the waiter
+    # would hang (until its timeout) if the wake came after the callbacks.
+    for _ in range(100):
+        wake_before_callbacks()
+
+
+def wait_then_complete(p, how):
+    release = hold(p)
+    f = p.submit(mul, 2, 3) if how != "exception" else p.submit(boom, "late")
+    out = []
+
+    def waiter():
+        try:
+            out.append(f.result(timeout=30))
+        except (cf.CancelledError, ValueError) as e:
+            out.append(type(e))
+
+    t = in_thread(waiter)
+    if how == "cancel":
+        assert f.cancel()
+    elif how == "callback-then-result":
+        f.add_done_callback(lambda fut: None)  # builds the condition mid-wait
+    release.set()
+    t.join(30)
+    assert out == [{"cancel": cf.CancelledError, "exception": ValueError}.get(how, 6)]
+
+
+@pytest.mark.parametrize("how", ["cancel", "exception", "callback-then-result"])
+def test_native_wait_ends_on_every_completion(make_pool, how):
+    p = make_pool(1)
+    for _ in range(100):
+        wait_then_complete(p, how)
+
+
+def test_native_wait_times_out_then_completes(blocked_pool):
+    p, _first, release = blocked_pool
+    f = p.submit(mul, 4, 5)
+    t0 = time.monotonic()
+    with pytest.raises(cf.TimeoutError):
+        f.result(timeout=0.05)
+    assert time.monotonic() - t0 >= 0.05
+    with pytest.raises(cf.TimeoutError):
+        f.exception(timeout=0)
+    with pytest.raises(ValueError):
+        f.result(timeout=float("nan"))
+    with pytest.raises(TypeError):
+        f.result(timeout="1")
+    release.set()
+    assert f.result(timeout=1e300) == 20
+    assert f.exception(timeout=float("inf")) is None

@@ -20,11 +20,13 @@ __all__ = [
     "Subscription",
     "TokenBucket",
     "WorkerPool",
+    "_OneShot",
     "_after_fork_child",
     "_after_fork_parent",
     "_before_fork",
     "_shutdown_all",
     "_threading_exit",
+    "_wait_future",
     "__version__",
     "fan_in",
     "select",
@@ -283,6 +285,16 @@ class InventoryManager:
     @property
     def closed(self) -> bool: ...
 
+@final
+class _OneShot:
+    """A one-shot event (a waited-on Future's wake-up), waited on with the GIL released."""
+
+    def __new__(cls) -> Self: ...
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+def _wait_future(fut: Future[Any], timeout: float | None) -> None: ...
 def _shutdown_all() -> None: ...
 def _threading_exit() -> None: ...
 def _before_fork() -> None: ...

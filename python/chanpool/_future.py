@@ -7,9 +7,17 @@ with plain attribute writes, and fall back to the locked methods as soon as anyo
 the condition (result() waiting, add_done_callback, cancel, wait, as_completed, asyncio). Every
 Python-level reader goes through ``_condition`` first, so the two paths never interleave.
 
-Two more differences from the stock class: result() and exception() wait in short slices so
-Ctrl-C (and ``_thread.interrupt_main``) gets through, and an exception that is never retrieved is
-logged on the ``chanpool`` logger when the future is garbage collected.
+result() and exception() do not wait on the condition either: they sleep on a native one-shot
+event (``_signal``, a ``chanpool._core._OneShot``) with the GIL released, in slices so Ctrl-C (and
+``_thread.interrupt_main``) gets through, and whoever finishes or cancels the future sets it (the
+Rust worker right after its plain writes; the locked methods before running the callbacks). A
+waiter installs the event before it reads the state and a completer writes the state before it
+reads the event, both holding the GIL, so one of them always sees the other. Waiting leaves the
+future unobserved, so the worker keeps its fast path; add_done_callback, wait, as_completed and
+asyncio still use the condition and its waiters list.
+
+An exception that is never retrieved is logged on the ``chanpool`` logger when the future is
+garbage collected.
 """
 
 from __future__ import annotations
@@ -17,7 +25,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import threading
-import time
 from concurrent.futures import _base
 from typing import Any, Optional, TypeVar
 
@@ -30,9 +37,14 @@ _RUNNING = _base.RUNNING
 _CANCELLED = _base.CANCELLED
 _CANCELLED_AND_NOTIFIED = _base.CANCELLED_AND_NOTIFIED
 _FINISHED = _base.FINISHED
-_SLICE = 0.05
 
 logger = logging.getLogger("chanpool")
+
+# chanpool._core hands these in when it is imported (importing it here would be a circle: _core
+# imports this module while it initialises). _wait_future(fut, timeout) installs the future's
+# _OneShot and waits on it: it returns once FINISHED, raises CancelledError or TimeoutError.
+_OneShot: Any = None
+_wait_future: Any = None
 
 
 class _UnretrievedException:
@@ -62,6 +74,7 @@ class Future(cf.Future[_T]):
     _exception: Optional[BaseException] = None
     _cond: Optional[threading.Condition] = None
     _unretrieved: Optional[_UnretrievedException] = None
+    _signal: Any = None  # a _OneShot once someone waits in result() / exception()
 
     def __init__(self) -> None:
         # Writing an attribute now makes the instance dict exist before any worker sees the
@@ -101,7 +114,19 @@ class Future(cf.Future[_T]):
                 else:
                     waiter.add_exception(self)
             self._condition.notify_all()
+        self._wake()
         return bool(self._done_callbacks)  # type: ignore[attr-defined]
+
+    def _wake(self) -> None:
+        sig = self._signal
+        if sig is not None:
+            sig.set()
+
+    def _invoke_callbacks(self) -> None:
+        # Every stock path that finishes or cancels the future ends here: wake the result()
+        # waiters before a slow callback can delay them.
+        self._wake()
+        super()._invoke_callbacks()  # type: ignore[misc]
 
     def _retrieved(self) -> None:
         u = self._unretrieved
@@ -125,30 +150,14 @@ class Future(cf.Future[_T]):
         if timeout is not None and timeout != timeout:
             # The stock Future's lock wait refuses NaN the same way.
             raise ValueError("Invalid value NaN (not a number)")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        cond = self._condition
-        with cond:
-            while True:
-                state = self._state
-                if state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
-                    raise cf.CancelledError()
-                if state == _FINISHED:
-                    return
-                if deadline is None:
-                    wait = _SLICE
-                else:
-                    wait = deadline - time.monotonic()
-                    if wait <= 0:
-                        raise cf.TimeoutError()
-                    wait = min(wait, _SLICE)
-                cond.wait(wait)
+        _wait_future(self, timeout)
 
     def result(self, timeout: Optional[float] = None) -> _T:
-        if self._state is _FINISHED and self._exception is None:
-            value: _T = self._result  # the common case, without a further call
-            return value
         if self._state is not _FINISHED:
             self._wait_finished(timeout)
+        if self._exception is None:
+            value: _T = self._result  # the common case, without a further call
+            return value
         result: _T = self._finished_result()
         return result
 

@@ -3,7 +3,11 @@
 //! See python/chanpool/_future.py for the protocol: while `_cond` is None nobody has observed the
 //! future, so a worker holding the GIL may change its state with plain attribute writes (no
 //! Python code runs between the check and the writes). Otherwise it calls the locked methods.
+//! Either way a result() waiter's `_signal` (a `_OneShot`) is set once the state is written.
 
+use crate::py::args::Timeout;
+use crate::py::errors;
+use crate::py::oneshot::OneShot;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
@@ -13,12 +17,15 @@ struct Api {
     pending: Py<PyAny>,
     running: Py<PyAny>,
     finished: Py<PyAny>,
+    cancelled: Py<PyAny>,
+    cancelled_notified: Py<PyAny>,
     n_state: Py<PyString>,
     n_result: Py<PyString>,
     n_cond: Py<PyString>,
     n_exception: Py<PyString>,
     n_unretrieved: Py<PyString>,
     n_settle: Py<PyString>,
+    n_signal: Py<PyString>,
     unretrieved: Py<PyAny>,
     empty: Py<PyTuple>,
     /// The class's `tp_new` (object.__new__): unlike PyType_GenericNew it sets up the inline
@@ -49,12 +56,15 @@ fn api(py: Python<'_>) -> PyResult<&Api> {
             pending: base.getattr("PENDING")?.unbind(),
             running: base.getattr("RUNNING")?.unbind(),
             finished: base.getattr("FINISHED")?.unbind(),
+            cancelled: base.getattr("CANCELLED")?.unbind(),
+            cancelled_notified: base.getattr("CANCELLED_AND_NOTIFIED")?.unbind(),
             n_state: PyString::intern(py, "_state").unbind(),
             n_result: PyString::intern(py, "_result").unbind(),
             n_cond: PyString::intern(py, "_cond").unbind(),
             n_exception: PyString::intern(py, "_exception").unbind(),
             n_unretrieved: PyString::intern(py, "_unretrieved").unbind(),
             n_settle: PyString::intern(py, "_settle").unbind(),
+            n_signal: PyString::intern(py, "_signal").unbind(),
             unretrieved: module.getattr("_UnretrievedException")?.unbind(),
             empty: PyTuple::empty(py).unbind(),
         })
@@ -90,6 +100,16 @@ fn unobserved(a: &Api, fut: &Bound<'_, PyAny>) -> PyResult<bool> {
     Ok(fut.getattr(a.n_cond.bind(fut.py()))?.is_none())
 }
 
+/// After the plain writes: wakes result() waiters. A waiter installs `_signal` before it reads
+/// the state, and this reads `_signal` after writing it, all under the GIL (see _future.py).
+fn wake(a: &Api, fut: &Bound<'_, PyAny>) -> PyResult<()> {
+    let sig = fut.getattr(a.n_signal.bind(fut.py()))?;
+    if !sig.is_none() {
+        OneShot::set_any(&sig);
+    }
+    Ok(())
+}
+
 /// PENDING -> RUNNING. False when the future was cancelled (the caller must skip the work).
 pub fn start(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = fut.py();
@@ -109,7 +129,7 @@ pub fn set_result(fut: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) -> PyResult<(
     if unobserved(a, fut)? {
         fut.setattr(a.n_result.bind(py), value)?;
         fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
-        return Ok(());
+        return wake(a, fut);
     }
     fut.call_method1(pyo3::intern!(py, "set_result"), (value,))?;
     Ok(())
@@ -140,6 +160,7 @@ pub fn settle(
             if unobserved(a, fut)? {
                 fut.setattr(a.n_result.bind(py), value)?;
                 fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
+                wake(a, fut)?;
                 return Ok(false);
             }
             (value, py.None().into_bound(py))
@@ -152,6 +173,7 @@ pub fn settle(
                 fut.setattr(a.n_exception.bind(py), &exc)?;
                 fut.setattr(a.n_unretrieved.bind(py), unretrieved)?;
                 fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
+                wake(a, fut)?;
                 return Ok(false);
             }
             // _settle makes its own report.
@@ -161,4 +183,38 @@ pub fn settle(
     };
     fut.call_method1(a.n_settle.bind(py), (value, exc))?
         .is_truthy()
+}
+
+/// The waiter side, result()'s and exception()'s wait: returns once the future is FINISHED,
+/// raises CancelledError once cancelled, TimeoutError when `timeout` passes first. The
+/// `_OneShot` is made before the check, so nothing between reading `_signal` and installing it
+/// allocates (a GC run there could let another waiter install its own); it is installed before
+/// the state is read, and the completer reads it after writing the state (module docs).
+#[pyfunction]
+#[pyo3(signature = (fut, timeout))]
+pub fn _wait_future(py: Python<'_>, fut: &Bound<'_, PyAny>, timeout: Timeout) -> PyResult<()> {
+    let a = api(py)?;
+    let fresh = Bound::new(py, OneShot::new())?;
+    let sig = fut.getattr(a.n_signal.bind(py))?;
+    let sig = match sig.cast_into::<OneShot>() {
+        Ok(sig) => sig,
+        Err(_) => {
+            fut.setattr(a.n_signal.bind(py), &fresh)?;
+            fresh
+        }
+    };
+    let done =
+        |state: &Bound<'_, PyAny>| !(state.is(a.pending.bind(py)) || state.is(a.running.bind(py)));
+    let mut state = fut.getattr(a.n_state.bind(py))?;
+    if !done(&state) {
+        sig.get().wait_detached(py, timeout.deadline)?;
+        state = fut.getattr(a.n_state.bind(py))?;
+    }
+    if state.is(a.finished.bind(py)) {
+        Ok(())
+    } else if state.is(a.cancelled.bind(py)) || state.is(a.cancelled_notified.bind(py)) {
+        Err(errors::cancelled_error(py))
+    } else {
+        Err(errors::timeout_error(py))
+    }
 }

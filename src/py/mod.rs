@@ -7,6 +7,7 @@ pub mod future;
 pub mod gc;
 pub mod inventory;
 pub mod lifecycle;
+pub mod oneshot;
 pub mod pool;
 pub mod pubsub;
 pub mod ratelimit;
