@@ -77,8 +77,8 @@ class Future(cf.Future[_T]):
     _signal: Any = None  # a _OneShot once someone waits in result() / exception()
 
     def __init__(self) -> None:
-        # Writing an attribute now makes the instance dict exist before any worker sees the
-        # future, so the worker's attribute writes never allocate (and never run the GC).
+        # For futures made in Python; the pool makes its own through tp_new and sets _state and
+        # _result there, so a worker's attribute writes never allocate (and never run the GC).
         self._state = _PENDING
 
     @property
