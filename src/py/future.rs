@@ -123,13 +123,24 @@ pub fn start(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
         .is_truthy()
 }
 
+/// A result's fast path: on an unobserved future, plain writes and the wake; false (nothing
+/// written) when someone observes it and the locked methods must be used.
+fn finish_quietly(a: &Api, fut: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if !unobserved(a, fut)? {
+        return Ok(false);
+    }
+    let py = fut.py();
+    fut.setattr(a.n_result.bind(py), value)?;
+    fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
+    wake(a, fut)?;
+    Ok(true)
+}
+
 pub fn set_result(fut: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) -> PyResult<()> {
     let py = fut.py();
     let a = api(py)?;
-    if unobserved(a, fut)? {
-        fut.setattr(a.n_result.bind(py), value)?;
-        fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
-        return wake(a, fut);
+    if finish_quietly(a, fut, &value)? {
+        return Ok(());
     }
     fut.call_method1(pyo3::intern!(py, "set_result"), (value,))?;
     Ok(())
@@ -157,10 +168,7 @@ pub fn settle(
     let a = api(py)?;
     let (value, exc) = match outcome {
         Ok(value) => {
-            if unobserved(a, fut)? {
-                fut.setattr(a.n_result.bind(py), value)?;
-                fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
-                wake(a, fut)?;
+            if finish_quietly(a, fut, &value)? {
                 return Ok(false);
             }
             (value, py.None().into_bound(py))
