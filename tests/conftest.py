@@ -41,3 +41,20 @@ def make_pool():
     yield make
     for p in pools:
         watchdog(lambda p=p: p.shutdown(wait=True, cancel_futures=True), what="teardown shutdown")
+
+
+@pytest.fixture
+def make_ims():
+    """InventoryManagers that are always shut down (under a watchdog) after the test."""
+    from chanpool.inventory import InventoryManager
+
+    made = []
+
+    def make(*args, **kwargs):
+        ims = InventoryManager(*args, **kwargs)
+        made.append(ims)
+        return ims
+
+    yield make
+    for ims in made:
+        watchdog(lambda ims=ims: ims.shutdown(wait=True), what="teardown shutdown")

@@ -23,21 +23,6 @@ from helpers import (
 MAX = 2**63 - 1
 
 
-@pytest.fixture
-def make_ims():
-    """InventoryManagers (and buses) that are always shut down after the test."""
-    made: List[Any] = []
-
-    def make(*args: Any, **kwargs: Any) -> InventoryManager:
-        ims = InventoryManager(*args, **kwargs)
-        made.append(ims)
-        return ims
-
-    yield make
-    for ims in made:
-        watchdog(lambda ims=ims: ims.shutdown(wait=True), what="teardown shutdown")
-
-
 def drain_messages(sub: Any, n: int) -> List[Any]:
     """Takes exactly n messages from a pull subscription (fails on a missing one)."""
     return [sub.get(timeout=WATCHDOG) for _ in range(n)]

@@ -24,22 +24,6 @@ from helpers import (
 from test_inventory import books
 from test_ratelimit_process import run_many
 
-
-@pytest.fixture
-def make_ims():
-    """InventoryManagers that are always shut down after the test (as in test_inventory)."""
-    made: List[Any] = []
-
-    def make(*args: Any, **kwargs: Any) -> InventoryManager:
-        ims = InventoryManager(*args, **kwargs)
-        made.append(ims)
-        return ims
-
-    yield make
-    for ims in made:
-        watchdog(lambda ims=ims: ims.shutdown(wait=True), what="teardown shutdown")
-
-
 # ---------------------------------------------------------------------- backpressure, shutdown
 
 
