@@ -2,7 +2,8 @@
 
     python bench/pubsub.py [--n 100000] [--repeat 5] [--topics 1000] [--json FILE]
 
-Throughput: one topic, 1 and 10 subscribers whose handlers do nothing, ``--n`` messages. The clock
+Throughput: one topic, 1, 10 and 100 subscribers whose handlers do nothing, ``--n`` messages
+(``--n`` / 10 with 100 subscribers, so that every case makes about as many deliveries). The clock
 runs from the first publish until every subscriber has received every message.
 
 a) chanpool.PubSub with its defaults: publish all, then ``bus.close(drain=True)``, which returns
@@ -75,6 +76,7 @@ from _pubsub_contenders import (
     settle_threads,
 )
 from _pubsub_report import (
+    MANY_SUBS,
     TARGET_SUBS,
     Row,
     Target,
@@ -324,10 +326,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     start = time.perf_counter()
     base_threads = os_threads()
-    for k in (1, TARGET_SUBS):
+    for k in (1, TARGET_SUBS, MANY_SUBS):
         print(f"  1 topic, {k} subscriber(s) ...", file=sys.stderr)
+        n = args.n if k < MANY_SUBS else max(1, args.n // 10)
         report.rows += throughput(
-            k, args.n, args.repeat, args.tuned_workers, blinker, pyee, base_threads
+            k, n, args.repeat, args.tuned_workers, blinker, pyee, base_threads
         )
     tuned = f"chanpool max_workers={args.tuned_workers}" if args.tuned_workers > 0 else None
     report.targets += throughput_targets(report.rows, tuned)
