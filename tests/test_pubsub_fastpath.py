@@ -10,7 +10,7 @@ import threading
 import weakref
 
 import pytest
-from test_pubsub_support import WATCHDOG, Recorder, wait_until
+from test_pubsub_support import WATCHDOG, Recorder, blocked_in, wait_until
 
 pytest_plugins = ["test_pubsub_support"]
 
@@ -161,3 +161,72 @@ def test_a_busy_subscription_still_lets_another_have_the_only_thread(make_bus, g
         # The other subscription ran after at most a couple of turns of the busy one.
         assert last_other < 1000, last_other
         bus.close()
+
+
+@pytest.mark.parametrize("round_", range(10))
+def test_publishers_blocked_on_a_full_queue_are_all_woken_when_it_has_room(make_bus, round_):
+    """A full "block" queue wakes its blocked publishers once, when the first message is taken
+    (not once per message): every one of several publishers blocked at the same time goes on,
+    nothing is lost and each publisher's messages keep their order."""
+    bus = make_bus()
+    gate = threading.Event()
+    seen = []
+
+    def handler(m):
+        gate.wait(WATCHDOG)
+        seen.append(m.data)
+
+    cap, publishers, each = 2, 4, 5
+    sub = bus.subscribe("fp.block", handler, capacity=cap)
+    sent = [0] * publishers
+
+    def publish(k):
+        for i in range(each):
+            assert bus.publish("fp.block", (k, i)) == 1
+            sent[k] += 1
+
+    threads = [threading.Thread(target=publish, args=(k,), daemon=True) for k in range(publishers)]
+    for t in threads:
+        t.start()
+    # One message in the gated handler, `cap` queued: every publisher waits in its publish call.
+    wait_until(
+        lambda: sum(sent) == cap + 1 and all(blocked_in(t, publish.__code__) for t in threads),
+        what="every publisher blocked",
+    )
+    gate.set()
+    for t in threads:
+        t.join(WATCHDOG)
+        assert not t.is_alive()
+    assert sent == [each] * publishers
+    assert bus.close(drain=True) is True
+    assert sorted(seen) == [(k, i) for k in range(publishers) for i in range(each)]
+    for k in range(publishers):
+        assert [i for (p, i) in seen if p == k] == list(range(each))
+    st = sub.stats()
+    assert (st["delivered"], st["dropped"], st["pending"]) == (publishers * each, 0, 0)
+
+
+@pytest.mark.parametrize("round_", range(10))
+def test_pull_readers_blocked_at_once_each_get_one_message(make_bus, round_):
+    """The push that makes a pull queue non-empty wakes one reader, and a reader that leaves
+    messages behind wakes the next: readers all waiting in get() each get exactly one."""
+    bus = make_bus()
+    sub = bus.subscribe("fp.pull", capacity=16)
+    readers = 4
+    got = [None] * readers
+
+    def read(k):
+        got[k] = sub.get(timeout=WATCHDOG).data
+
+    threads = [threading.Thread(target=read, args=(k,), daemon=True) for k in range(readers)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: all(blocked_in(t, read.__code__) for t in threads), what="readers wait")
+    for i in range(readers):
+        assert bus.publish("fp.pull", i) == 1
+    for t in threads:
+        t.join(WATCHDOG)
+        assert not t.is_alive()
+    assert sorted(got) == list(range(readers))
+    st = sub.stats()
+    assert (st["delivered"], st["pending"]) == (readers, 0)

@@ -156,3 +156,53 @@ fn loom_push_blocking_waits_for_a_reader() {
         assert_eq!(mb.pending(), 0);
     });
 }
+
+/// Two publishers blocked on a full capacity-2 mailbox and a reader taking messages: only the
+/// pop from full wakes pushers (all of them: with one woken, the reader's next pop makes room
+/// without a transition), and neither is left asleep while there is room.
+#[test]
+fn loom_full_to_room_wakes_every_blocked_pusher() {
+    loom::model(|| {
+        let mb = Arc::new(Mailbox::new(2, Overflow::Block, 0));
+        for i in 0..2 {
+            assert!(matches!(mb.push(i), Push::Queued { schedule: false }));
+        }
+        let pushers: Vec<_> = (2..4)
+            .map(|i| {
+                let mb = Arc::clone(&mb);
+                thread::spawn(move || match mb.push_timeout(i, FOREVER) {
+                    Push::Queued { .. } => {}
+                    other => panic!("unexpected {other:?}"),
+                })
+            })
+            .collect();
+        let mut seen: Vec<i32> = (0..4).map(|_| mb.pop_wait(FOREVER).unwrap()).collect();
+        for p in pushers {
+            p.join().unwrap();
+        }
+        assert_eq!(seen[..2], [0, 1]);
+        seen.sort_unstable();
+        assert_eq!(seen, vec![0, 1, 2, 3]);
+    });
+}
+
+/// Two pull readers waiting and two pushes: the push from empty wakes one reader, which passes
+/// the wake on when a message is left, so each reader gets one.
+#[test]
+fn loom_readers_pass_the_wake_on() {
+    loom::model(|| {
+        let mb = Arc::new(Mailbox::new(2, Overflow::Block, 0));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let mb = Arc::clone(&mb);
+                thread::spawn(move || mb.pop_wait(FOREVER).unwrap())
+            })
+            .collect();
+        for i in 0..2 {
+            assert!(matches!(mb.push(i), Push::Queued { schedule: false }));
+        }
+        let mut got: Vec<i32> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![0, 1]);
+    });
+}

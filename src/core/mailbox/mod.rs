@@ -6,7 +6,10 @@
 //! Rules: one Mutex guards the queue, the run count and the closed flag; every wait re-checks
 //! its condition under it in a loop; nothing here runs foreign code (messages are handed back
 //! to be dropped outside the lock). The lock, condvars and atomics come from `core::sync`, so
-//! `make loom` model-checks this file (`loom_models.rs`).
+//! `make loom` model-checks this file (`loom_models.rs`). Waiters are woken on the transitions
+//! they wait for (full to not full: every blocked pusher; empty to not empty: one reader, which
+//! passes the wake on while messages remain), not on every pop or push: a woken thread takes a
+//! while to get the lock, and notifying it again meanwhile is one system call per message.
 
 use crate::core::sync::atomic::{AtomicU64, Ordering};
 use crate::core::sync::{Condvar, Mutex};
@@ -111,10 +114,35 @@ impl<M> Mailbox<M> {
         if schedule {
             g.active += 1;
         }
-        if self.workers == 0 {
+        if self.workers == 0 && g.queue.len() == 1 {
+            // Empty to not empty: one reader; it wakes the next if more is left (`took`).
             self.not_empty.notify_one();
         }
         schedule
+    }
+
+    /// After one message was taken: wakes every blocked pusher if that was the pop from full
+    /// to not full. A pusher waits only after seeing the queue full under the lock, so the
+    /// next pop is that transition and wakes it; waking all of them (each re-checks) means
+    /// none is left asleep while there is room. Past capacity (`push_force`) the pops that
+    /// leave it still full wake nobody.
+    #[inline]
+    fn made_room(&self, g: &Inner<M>) {
+        if g.queue.len() + 1 == self.capacity {
+            self.not_full.notify_all();
+        }
+    }
+
+    /// A pull reader took one message: room for pushers, the next reader if more is queued
+    /// (the empty-to-not-empty wake went to one reader only), the drain once empty.
+    #[inline]
+    fn took(&self, g: &Inner<M>) {
+        self.made_room(g);
+        if g.queue.is_empty() {
+            self.idle.notify_all();
+        } else {
+            self.not_empty.notify_one();
+        }
     }
 
     /// Queues `m` if there is room (or refuses it if closed); gives it back when full.
@@ -177,14 +205,17 @@ impl<M> Mailbox<M> {
         let deadline = crate::core::wait::deadline_after(timeout);
         let mut g = self.inner.lock();
         let mut m = m;
+        let mut timed_out = false;
         loop {
+            // Looked at once more after a timeout: a wake that came with it is not lost.
             m = match self.put(&mut g, m) {
                 Ok(done) => return done,
                 Err(m) => m,
             };
-            if self.not_full.wait_deadline(&mut g, deadline).timed_out() {
+            if timed_out {
                 return Push::Full(m);
             }
+            timed_out = self.not_full.wait_deadline(&mut g, deadline).timed_out();
         }
     }
 
@@ -213,7 +244,7 @@ impl<M> Mailbox<M> {
         let mut g = self.inner.lock();
         match g.queue.pop_front() {
             Some(m) => {
-                self.not_full.notify_one();
+                self.made_room(&g);
                 Some(m)
             }
             None => {
@@ -241,20 +272,20 @@ impl<M> Mailbox<M> {
     pub fn pop_wait(&self, timeout: Duration) -> Result<M, bool> {
         let deadline = crate::core::wait::deadline_after(timeout);
         let mut g = self.inner.lock();
+        let mut timed_out = false;
         loop {
+            // Looked at once more after a timeout: the wake passed on by `took` is not lost.
             if let Some(m) = g.queue.pop_front() {
-                self.not_full.notify_one();
-                if g.queue.is_empty() {
-                    self.idle.notify_all();
-                }
+                self.took(&g);
                 return Ok(m);
             }
             if g.closed {
                 return Err(true);
             }
-            if self.not_empty.wait_deadline(&mut g, deadline).timed_out() {
+            if timed_out {
                 return Err(false);
             }
+            timed_out = self.not_empty.wait_deadline(&mut g, deadline).timed_out();
         }
     }
 
@@ -264,10 +295,7 @@ impl<M> Mailbox<M> {
         let mut g = self.inner.lock();
         match g.queue.pop_front() {
             Some(m) => {
-                self.not_full.notify_one();
-                if g.queue.is_empty() {
-                    self.idle.notify_all();
-                }
+                self.took(&g);
                 Ok(m)
             }
             None => Err(g.closed),

@@ -73,7 +73,6 @@ impl PubSub {
             broker: Broker::new(),
             dispatch,
             seq: AtomicU64::new(0),
-            published: AtomicU64::new(0),
             unrouted: AtomicU64::new(0),
             discarded: AtomicU64::new(0),
             pushes: AtomicU64::new(0),
@@ -196,7 +195,7 @@ impl PubSub {
         let pending: usize = subs.iter().map(|s| s.mailbox.pending()).sum();
         let (me, t) = (&self.inner, &self.inner.totals);
         stats_dict!(py, {
-            "published" => me.published.load(Ordering::Relaxed),
+            "published" => me.seq.load(Ordering::Relaxed),
             "unrouted" => me.unrouted.load(Ordering::Relaxed),
             "subscriptions" => subs.len(),
             "delivered" => t.delivered.load(Ordering::Relaxed),

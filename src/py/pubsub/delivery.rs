@@ -66,8 +66,9 @@ impl Sub {
 pub struct BusInner {
     pub(super) broker: Broker<Py<Message>, Extra>,
     pub(super) dispatch: Arc<Dispatch>,
+    /// The publish counter: the next message's seq, so also how many were published (one
+    /// atomic per publish for both).
     pub(super) seq: AtomicU64,
-    pub(super) published: AtomicU64,
     /// Publishes that reached no subscription at all.
     pub(super) unrouted: AtomicU64,
     pub(super) discarded: AtomicU64,
@@ -265,7 +266,6 @@ impl BusInner {
             None => self.route_slow(topic)?,
         };
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        self.published.fetch_add(1, Ordering::Relaxed);
         if route.is_empty() {
             self.unrouted.fetch_add(1, Ordering::Relaxed);
             return Ok(0);

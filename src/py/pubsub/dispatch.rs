@@ -5,6 +5,7 @@ use super::exit;
 use super::message::Message;
 use super::{Dispatch, Sub, IN_DISPATCH, TURN};
 use crate::core::pool::Worker;
+use crate::py::call;
 use crate::py::errors;
 use crate::py::worker;
 use pyo3::prelude::*;
@@ -55,7 +56,7 @@ pub(super) fn run_turn(py: Python<'_>, pool: &Arc<Dispatch>, sub: Arc<Sub>) {
         }
         match handler.as_ref() {
             None => sub.count_dropped(1), // cleared by the garbage collector
-            Some(h) => match h.bind(py).call1((msg.bind(py),)) {
+            Some(h) => match call::call1(h.bind(py), msg.bind(py).as_any()) {
                 Ok(_) => sub.count_delivered(),
                 Err(e) => handler_failed(py, &sub, on_error.as_ref(), msg, e),
             },
