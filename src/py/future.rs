@@ -193,6 +193,47 @@ pub fn settle(
         .is_truthy()
 }
 
+/// A Python-called set_result / set_exception (`_future.py`) on a future made by `Future()`:
+/// while nobody observes it and it is PENDING or RUNNING, the plain writes and the native wake
+/// (so a result() waiter wakes as fast as for a worker's result). False when the stock locked
+/// method must run instead (observed, already done: it raises InvalidStateError). The future's
+/// `__init__` wrote every attribute set here, so no write allocates (an allocation could run the
+/// GC, and with it Python code, between the check and the writes).
+#[pyfunction]
+#[pyo3(signature = (fut, result, exc))]
+pub fn _finish_unobserved(
+    py: Python<'_>,
+    fut: &Bound<'_, PyAny>,
+    result: &Bound<'_, PyAny>,
+    exc: Option<&Bound<'_, PyAny>>,
+) -> PyResult<bool> {
+    let a = api(py)?;
+    // Python code (the report's constructor) runs before the checks, never between them and
+    // the writes.
+    let unretrieved = exc
+        .map(|e| a.unretrieved.bind(py).call1((e,)))
+        .transpose()?;
+    let state = fut.getattr(a.n_state.bind(py))?;
+    let open = state.is(a.pending.bind(py)) || state.is(a.running.bind(py));
+    if !(open && unobserved(a, fut)?) {
+        if let Some(u) = unretrieved {
+            // The stock set_exception makes its own report.
+            u.setattr(pyo3::intern!(py, "exc"), py.None())?;
+        }
+        return Ok(false);
+    }
+    match (exc, unretrieved) {
+        (Some(e), Some(u)) => {
+            fut.setattr(a.n_exception.bind(py), e)?;
+            fut.setattr(a.n_unretrieved.bind(py), u)?;
+        }
+        _ => fut.setattr(a.n_result.bind(py), result)?,
+    }
+    fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
+    wake(a, fut)?;
+    Ok(true)
+}
+
 /// The waiter side, result()'s and exception()'s wait: returns once the future is FINISHED,
 /// raises CancelledError once cancelled, TimeoutError when `timeout` passes first. The
 /// `_OneShot` is made before the check, so nothing between reading `_signal` and installing it
