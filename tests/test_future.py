@@ -741,3 +741,49 @@ def test_user_set_on_a_pool_future_takes_the_stock_path(blocked_pool):
     assert f.__dict__.get("_cond") is not None
     release.set()
     assert f.result(timeout=30) == "mine"
+
+
+# ------------------------------- a worker sets its waiter's event once it let go of the GIL
+
+
+def next_job_blocks(p):
+    gate, hold_next = threading.Event(), threading.Event()
+    first = p.submit(gate.wait, 30)
+    a = p.submit(mul, 3, 3)
+    b = p.submit(hold_next.wait, 30)  # runs right after `a`, and blocks
+    out = []
+    t = in_thread(lambda: out.append(a.result(timeout=30)))
+    gate.set()
+    t.join(30)
+    # Woken while the worker was already running (and blocked in) the next job.
+    assert out == [9]
+    assert not b.done()
+    hold_next.set()
+    assert b.result(timeout=30) is True and first.result(timeout=30) is True
+
+
+def test_waiter_is_woken_before_the_workers_next_job():
+    # The event of a completed task is set before the worker's next job starts, not when the
+    # worker next waits for work (which a long next job would delay).
+    with chanpool.WorkerPool(1) as p:
+        for _ in range(50):
+            next_job_blocks(p)
+
+
+def last_task_then_close():
+    p = chanpool.WorkerPool(1)
+    gate = threading.Event()
+    p.submit(gate.wait, 30)
+    a = p.submit(mul, 2, 5)
+    out = []
+    t = in_thread(lambda: out.append(a.result(timeout=30)))
+    p.shutdown(wait=False)
+    gate.set()
+    t.join(30)
+    assert out == [10]
+    p.shutdown(wait=True)
+
+
+def test_waiter_is_woken_when_the_pool_closes_after_the_last_task():
+    for _ in range(100):
+        last_task_then_close()

@@ -126,20 +126,35 @@ pub fn start(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
 /// A result's fast path: on an unobserved future, plain writes and the wake; false (nothing
 /// written) when someone observes it and the locked methods must be used.
 fn finish_quietly(a: &Api, fut: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if !write_result(a, fut, value)? {
+        return Ok(false);
+    }
+    wake(a, fut)?;
+    Ok(true)
+}
+
+/// `finish_quietly`'s writes, without the wake.
+fn write_result(a: &Api, fut: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<bool> {
     if !unobserved(a, fut)? {
         return Ok(false);
     }
     let py = fut.py();
     fut.setattr(a.n_result.bind(py), value)?;
     fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
-    wake(a, fut)?;
     Ok(true)
 }
 
+/// A pool worker's result (py/pool/task.rs). On the fast path the waiter's event is set once
+/// the worker has let go of the interpreter (`OneShot::set_after_detach`; the worker loop sets
+/// it before its next job), so the waiter wakes to a free GIL.
 pub fn set_result(fut: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) -> PyResult<()> {
     let py = fut.py();
     let a = api(py)?;
-    if finish_quietly(a, fut, &value)? {
+    if write_result(a, fut, &value)? {
+        let sig = fut.getattr(a.n_signal.bind(py))?;
+        if !sig.is_none() {
+            OneShot::set_after_detach(&sig);
+        }
         return Ok(());
     }
     fut.call_method1(pyo3::intern!(py, "set_result"), (value,))?;
