@@ -165,13 +165,25 @@ PATHS: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 
+# Paths whose measured body runs inside a function: a module-level loop stores its variable in
+# the globals dict, whose lookups cost from ~30 to ~140 instructions depending on hash collisions
+# with the other globals (so on the contender's imports and PYTHONHASHSEED); locals do not.
+IN_FUNCTION = {
+    "round trip (16 workers)",
+    "Channel send+recv, 1 thread",
+    "Channel 1 producer / 1 consumer",
+}
+
 # Paths whose operation wakes other threads are slow under valgrind (it runs one thread at a
 # time): they run with n divided by this.
 SLOW = {"round trip (16 workers)": 20, "publish, 10 subscribers": 5}
 
 
-def count(setup: str, body: str, n: int) -> int:
+def count(setup: str, body: str, n: int, in_function: bool = False) -> int:
     """Total instructions of one run of ``setup`` then ``body`` with ``n``, all threads."""
+    if in_function:
+        lines = "\n".join("    " + line for line in body.splitlines())
+        body = f"def _body():\n{lines}\n_body()"
     with tempfile.TemporaryDirectory() as d:
         script = os.path.join(d, "s.py")
         with open(script, "w", encoding="utf-8") as fh:
@@ -215,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         per_op = {}
         n = max(1, args.n // SLOW.get(path, 1))
         for who, (setup, body) in contenders.items():
-            one = count(setup, body, n)
-            two = count(setup, body, 2 * n)
+            local = path in IN_FUNCTION
+            one = count(setup, body, n, local)
+            two = count(setup, body, 2 * n, local)
             per_op[who] = (two - one) / n
         first = next(iter(per_op.values()))
         for who, ins in per_op.items():

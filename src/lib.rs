@@ -14,7 +14,7 @@ mod _core {
     #[pymodule_export]
     use crate::py::channel::{fan_in, select, Channel};
     #[pymodule_export]
-    use crate::py::future::_wait_future;
+    use crate::py::future::{_finish_unobserved, _wait_future};
     #[pymodule_export]
     use crate::py::inventory::InventoryManager;
     #[pymodule_export]

@@ -629,3 +629,161 @@ def test_native_wait_times_out_then_completes(blocked_pool):
     release.set()
     assert f.result(timeout=1e300) == 20
     assert f.exception(timeout=float("inf")) is None
+
+
+# ------------------------------------- set_result / set_exception called from Python (Future())
+
+
+def user_set_wakes_waiter(how):
+    f = chanpool.Future()
+    out = []
+
+    def waiter():
+        try:
+            out.append(f.result(timeout=30))
+        except KeyError as e:
+            out.append(e)
+
+    t = in_thread(waiter)
+    err = KeyError("k")
+    if how == "result":
+        f.set_result(11)
+    else:
+        f.set_exception(err)
+    t.join(30)
+    assert out == [11 if how == "result" else err]
+    # Finished like a worker finishes: plain writes and the native wake, no condition built.
+    assert f.__dict__.get("_cond") is None
+    assert f.done() and not f.cancelled()
+
+
+@pytest.mark.parametrize("how", ["result", "exception"])
+def test_user_set_wakes_a_native_waiter_without_the_condition(how):
+    for _ in range(200):
+        user_set_wakes_waiter(how)
+
+
+def test_user_set_twice_or_after_cancel_raises_invalid_state():
+    f = chanpool.Future()
+    f.set_result(1)
+    with pytest.raises(cf.InvalidStateError):
+        f.set_result(2)
+    with pytest.raises(cf.InvalidStateError):
+        f.set_exception(ValueError("late"))
+    assert f.result(timeout=0) == 1
+    g = chanpool.Future()
+    assert g.cancel()
+    with pytest.raises(cf.InvalidStateError):
+        g.set_result(1)
+    with pytest.raises(cf.InvalidStateError):
+        g.set_exception(ValueError("late"))
+    with pytest.raises(cf.CancelledError):
+        g.result(timeout=0)
+    h = chanpool.Future()
+    assert h.set_running_or_notify_cancel()
+    h.set_exception(ValueError("x"))
+    assert isinstance(h.exception(timeout=0), ValueError)
+    assert not h.cancel()
+
+
+def set_result_races_cancel(i):
+    """One race of set_result(i) with cancel() on another thread."""
+    f = chanpool.Future()
+    barrier = threading.Barrier(2)
+    got = []
+
+    def canceller():
+        barrier.wait()
+        got.append(f.cancel())
+
+    t = threading.Thread(target=canceller)
+    t.start()
+    barrier.wait()
+    try:
+        f.set_result(i)
+        won_set = True
+    except cf.InvalidStateError:
+        won_set = False
+    t.join(30)
+    assert got[0] != won_set
+    if won_set:
+        assert f.result(timeout=0) == i
+    else:
+        with pytest.raises(cf.CancelledError):
+            f.result(timeout=0)
+
+
+def test_user_set_result_races_cancel():
+    # Exactly one of set_result and cancel wins, every time; the loser sees the winner's state.
+    for i in range(2000):
+        set_result_races_cancel(i)
+
+
+def test_user_set_exception_keeps_the_unretrieved_report(caplog):
+    caplog.set_level(logging.DEBUG, logger="chanpool")
+    f = chanpool.Future()
+    f.set_exception(ValueError("user nobody looked"))
+    g = chanpool.Future()
+    g.set_exception(ValueError("user looked"))
+    assert isinstance(g.exception(timeout=0), ValueError)
+    del f, g
+    gc.collect()
+    recs = _never_retrieved(caplog)
+    assert [str(r.exc_info[1]) for r in recs] == ["user nobody looked"]
+
+
+def test_user_set_on_a_pool_future_takes_the_stock_path(blocked_pool):
+    # A pool's worker owns an unobserved future's state: a user set_result on a queued one goes
+    # through the condition, so the worker sees it observed and uses the locked methods.
+    p, _first, release = blocked_pool
+    f = p.submit(mul, 2, 2)
+    f.set_result("mine")
+    assert f.__dict__.get("_cond") is not None
+    release.set()
+    assert f.result(timeout=30) == "mine"
+
+
+# ------------------------------- a worker sets its waiter's event once it let go of the GIL
+
+
+def next_job_blocks(p):
+    gate, hold_next = threading.Event(), threading.Event()
+    first = p.submit(gate.wait, 30)
+    a = p.submit(mul, 3, 3)
+    b = p.submit(hold_next.wait, 30)  # runs right after `a`, and blocks
+    out = []
+    t = in_thread(lambda: out.append(a.result(timeout=30)))
+    gate.set()
+    t.join(30)
+    # Woken while the worker was already running (and blocked in) the next job.
+    assert out == [9]
+    assert not b.done()
+    hold_next.set()
+    assert b.result(timeout=30) is True and first.result(timeout=30) is True
+
+
+def test_waiter_is_woken_before_the_workers_next_job():
+    # The event of a completed task is set before the worker's next job starts, not when the
+    # worker next waits for work (which a long next job would delay).
+    with chanpool.WorkerPool(1) as p:
+        for _ in range(50):
+            next_job_blocks(p)
+
+
+def last_task_then_close():
+    p = chanpool.WorkerPool(1)
+    gate = threading.Event()
+    p.submit(gate.wait, 30)
+    a = p.submit(mul, 2, 5)
+    out = []
+    t = in_thread(lambda: out.append(a.result(timeout=30)))
+    p.shutdown(wait=False)
+    gate.set()
+    t.join(30)
+    assert out == [10]
+    p.shutdown(wait=True)
+
+
+def test_waiter_is_woken_when_the_pool_closes_after_the_last_task():
+    for _ in range(100):
+        last_task_then_close()

@@ -45,6 +45,9 @@ logger = logging.getLogger("chanpool")
 # _OneShot and waits on it: it returns once FINISHED, raises CancelledError or TimeoutError.
 _OneShot: Any = None
 _wait_future: Any = None
+# _finish_unobserved(fut, result, exc): set_result / set_exception's fast path for a future
+# nobody observes (plain writes and the native wake, under the GIL); False: take the stock path.
+_finish_unobserved: Any = None
 
 
 class _UnretrievedException:
@@ -75,11 +78,23 @@ class Future(cf.Future[_T]):
     _cond: Optional[threading.Condition] = None
     _unretrieved: Optional[_UnretrievedException] = None
     _signal: Any = None  # a _OneShot once someone waits in result() / exception()
+    _user = False  # made by Future() (the pool's futures skip __init__)
 
     def __init__(self) -> None:
         # For futures made in Python; the pool makes its own through tp_new and sets _state and
         # _result there, so a worker's attribute writes never allocate (and never run the GC).
+        # Likewise every attribute _finish_unobserved writes for a set_result/set_exception.
         self._state = _PENDING
+        self._result = None
+        self._exception = None
+        self._unretrieved = None
+        self._user = True
+
+    def set_result(self, result: _T) -> None:
+        # A future made here (not by a pool: its worker owns the state while nobody observes
+        # it) that nobody observes is finished like a worker finishes one.
+        if not (self._user and _finish_unobserved(self, result, None)):
+            super().set_result(result)
 
     @property
     def _condition(self) -> threading.Condition:  # type: ignore[override]
@@ -92,6 +107,8 @@ class Future(cf.Future[_T]):
         return cond
 
     def set_exception(self, exception: Optional[BaseException]) -> None:
+        if self._user and exception is not None and _finish_unobserved(self, None, exception):
+            return
         with self._condition:
             if self._state in (_PENDING, _RUNNING) and exception is not None:
                 self._unretrieved = _UnretrievedException(exception)

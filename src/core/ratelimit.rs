@@ -16,7 +16,7 @@
 
 use crate::core::line::{wait_in_line, Line};
 use crate::core::sync::{Condvar, Mutex};
-use crate::core::wait::{Hook, Stop};
+use crate::core::wait::{Hook, PreciseTimers, Stop};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -133,6 +133,9 @@ impl TokenBucket {
             return Ok(());
         }
         let joined = Some(self.now_ns());
+        // The head sleeps until its tokens are due: that instant is the wake-up itself, so the
+        // kernel's timer slack (50 us) would be pure latency.
+        let _precise = PreciseTimers::new();
         wait_in_line(
             &self.state,
             st,
@@ -344,6 +347,31 @@ mod tests {
             (0.49..5.0).contains(&took),
             "200 tokens at 400/s took {took}s"
         );
+    }
+
+    /// A waiter sleeps with precise timers (its wake-up is a timer, not a peer's notify) and
+    /// gets its own timer slack back afterwards.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn waits_with_precise_timers_and_restores_the_slack() {
+        use crate::core::wait::timer_slack_of;
+        let b = Arc::new(TokenBucket::new(2.0, 1).unwrap());
+        assert!(b.try_acquire(1));
+        let tid = Arc::new(AtomicU64::new(0));
+        let (b2, tid2) = (Arc::clone(&b), Arc::clone(&tid));
+        let h = thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let me = unsafe { libc::gettid() };
+            let before = timer_slack_of(me);
+            tid2.store(me as u64, Ordering::SeqCst);
+            b2.acquire(1, None, &mut wait::never()).unwrap();
+            (before, timer_slack_of(me))
+        });
+        wait_for(|| b.waiting() == 1);
+        assert_eq!(timer_slack_of(tid.load(Ordering::SeqCst) as i32), 1);
+        let (before, after) = h.join().unwrap();
+        assert!(before > 1);
+        assert_eq!(after, before);
     }
 
     #[test]

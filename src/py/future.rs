@@ -126,20 +126,35 @@ pub fn start(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
 /// A result's fast path: on an unobserved future, plain writes and the wake; false (nothing
 /// written) when someone observes it and the locked methods must be used.
 fn finish_quietly(a: &Api, fut: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if !write_result(a, fut, value)? {
+        return Ok(false);
+    }
+    wake(a, fut)?;
+    Ok(true)
+}
+
+/// `finish_quietly`'s writes, without the wake.
+fn write_result(a: &Api, fut: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<bool> {
     if !unobserved(a, fut)? {
         return Ok(false);
     }
     let py = fut.py();
     fut.setattr(a.n_result.bind(py), value)?;
     fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
-    wake(a, fut)?;
     Ok(true)
 }
 
+/// A pool worker's result (py/pool/task.rs). On the fast path the waiter's event is set once
+/// the worker has let go of the interpreter (`OneShot::set_after_detach`; the worker loop sets
+/// it before its next job), so the waiter wakes to a free GIL.
 pub fn set_result(fut: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) -> PyResult<()> {
     let py = fut.py();
     let a = api(py)?;
-    if finish_quietly(a, fut, &value)? {
+    if write_result(a, fut, &value)? {
+        let sig = fut.getattr(a.n_signal.bind(py))?;
+        if !sig.is_none() {
+            OneShot::set_after_detach(&sig);
+        }
         return Ok(());
     }
     fut.call_method1(pyo3::intern!(py, "set_result"), (value,))?;
@@ -191,6 +206,47 @@ pub fn settle(
     };
     fut.call_method1(a.n_settle.bind(py), (value, exc))?
         .is_truthy()
+}
+
+/// A Python-called set_result / set_exception (`_future.py`) on a future made by `Future()`:
+/// while nobody observes it and it is PENDING or RUNNING, the plain writes and the native wake
+/// (so a result() waiter wakes as fast as for a worker's result). False when the stock locked
+/// method must run instead (observed, already done: it raises InvalidStateError). The future's
+/// `__init__` wrote every attribute set here, so no write allocates (an allocation could run the
+/// GC, and with it Python code, between the check and the writes).
+#[pyfunction]
+#[pyo3(signature = (fut, result, exc))]
+pub fn _finish_unobserved(
+    py: Python<'_>,
+    fut: &Bound<'_, PyAny>,
+    result: &Bound<'_, PyAny>,
+    exc: Option<&Bound<'_, PyAny>>,
+) -> PyResult<bool> {
+    let a = api(py)?;
+    // Python code (the report's constructor) runs before the checks, never between them and
+    // the writes.
+    let unretrieved = exc
+        .map(|e| a.unretrieved.bind(py).call1((e,)))
+        .transpose()?;
+    let state = fut.getattr(a.n_state.bind(py))?;
+    let open = state.is(a.pending.bind(py)) || state.is(a.running.bind(py));
+    if !(open && unobserved(a, fut)?) {
+        if let Some(u) = unretrieved {
+            // The stock set_exception makes its own report.
+            u.setattr(pyo3::intern!(py, "exc"), py.None())?;
+        }
+        return Ok(false);
+    }
+    match (exc, unretrieved) {
+        (Some(e), Some(u)) => {
+            fut.setattr(a.n_exception.bind(py), e)?;
+            fut.setattr(a.n_unretrieved.bind(py), u)?;
+        }
+        _ => fut.setattr(a.n_result.bind(py), result)?,
+    }
+    fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
+    wake(a, fut)?;
+    Ok(true)
 }
 
 /// The waiter side, result()'s and exception()'s wait: returns once the future is FINISHED,

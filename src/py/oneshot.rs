@@ -6,6 +6,7 @@ use crate::core::oneshot::OneShot as CoreOneShot;
 use crate::py::args::Timeout;
 use crate::py::runtime::acquire_detached;
 use pyo3::prelude::*;
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,6 +44,45 @@ impl OneShot {
             e.get().inner.set();
         }
     }
+
+    /// `set_any`, but left for this thread's next [`set_handed_off`]: a pool worker completing
+    /// its task's future sets the event only once it has let go of the interpreter, so the
+    /// woken waiter finds the GIL free instead of waking only to wait for it.
+    pub fn set_after_detach(obj: &Bound<'_, PyAny>) {
+        if let Ok(e) = obj.cast::<OneShot>() {
+            let inner = Arc::clone(&e.get().inner);
+            if let Some(earlier) = HANDOFF.with(|h| h.0.replace(Some(inner))) {
+                earlier.set();
+            }
+        }
+    }
+}
+
+/// The event a worker completed and has not set yet (at most one: a task completes one
+/// future). A thread that ends with one still held sets it as it goes.
+struct Handoff(Cell<Option<Arc<CoreOneShot>>>);
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        set_taken(self.0.take());
+    }
+}
+
+thread_local! {
+    static HANDOFF: Handoff = const { Handoff(Cell::new(None)) };
+}
+
+fn set_taken(e: Option<Arc<CoreOneShot>>) {
+    if let Some(e) = e {
+        e.set();
+    }
+}
+
+/// Sets the event this thread's last completion left (see `set_after_detach`), if any: called
+/// by the worker loop before every next job, detached when it has to wait for one.
+#[inline]
+pub fn set_handed_off() {
+    set_taken(HANDOFF.try_with(|h| h.0.take()).ok().flatten());
 }
 
 #[pymethods]
@@ -73,5 +113,6 @@ impl OneShot {
 pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let future = m.py().import("chanpool._future")?;
     future.setattr("_OneShot", m.getattr("_OneShot")?)?;
-    future.setattr("_wait_future", m.getattr("_wait_future")?)
+    future.setattr("_wait_future", m.getattr("_wait_future")?)?;
+    future.setattr("_finish_unobserved", m.getattr("_finish_unobserved")?)
 }

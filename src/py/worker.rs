@@ -6,6 +6,7 @@
 
 use crate::core::pool::{Next, Pool, Rejected, Worker};
 use crate::core::wait::{in_slices, Stop};
+use crate::py::oneshot::set_handed_off;
 use crate::py::runtime;
 use pyo3::prelude::*;
 use std::sync::Arc;
@@ -48,11 +49,22 @@ pub fn next_job_counted<J: Send + 'static>(
     w: &Worker<J>,
     waited: impl FnOnce(),
 ) -> Option<J> {
+    // A completed task's waiter is woken here (oneshot::set_after_detach): at once when
+    // there is more to run, after letting go of the interpreter when there is not.
     match w.try_next() {
-        Next::Job(j) => Some(j),
-        Next::Closed => None,
+        Next::Job(j) => {
+            set_handed_off();
+            Some(j)
+        }
+        Next::Closed => {
+            set_handed_off();
+            None
+        }
         Next::Empty => {
-            let j = runtime::detach(py, || w.wait_next())?;
+            let j = runtime::detach(py, || {
+                set_handed_off();
+                w.wait_next()
+            })?;
             waited();
             Some(j)
         }
