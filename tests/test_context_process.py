@@ -59,10 +59,26 @@ print("ok")
 
 BLOCKED_CALLBACK = """
 # A callback that blocks delays no other deadline (it once held one of 0.2 s to 2.05 s).
+# A context that has already ended runs a new callback at once, on the caller's thread: under
+# load 10 ms can pass before on_cancel, so that round is retried with a longer timeout.
 gate = threading.Event()
-slow = Context().with_timeout(0.01)
-slow.on_cancel(lambda: gate.wait(60))
-assert slow.wait(10)
+main = threading.main_thread()
+for timeout in (0.01, 0.1, 1.0, 5.0):
+    inline = []
+    started = threading.Event()
+    def block(inline=inline, started=started):
+        if threading.current_thread() is main:
+            inline.append(True)   # on_cancel came after the deadline: ran at once, here
+            return
+        started.set()
+        gate.wait(60)
+    slow = Context().with_timeout(timeout)
+    slow.on_cancel(block)
+    if not inline:
+        assert started.wait(10), "the blocking callback never ran"
+        break
+else:
+    raise AssertionError("every deadline passed before on_cancel")
 other = Context().with_timeout(0.2)
 other.on_cancel(lambda: None)
 assert other.wait(5), "a deadline stuck behind a blocked callback"
