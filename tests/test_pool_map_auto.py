@@ -147,3 +147,51 @@ def test_auto_chunks_cancel_futures_cancels_every_item_not_started(make_pool, wo
     p.shutdown(wait=True)
     assert sorted(ran) == firsts
     exact(p, submitted=20, completed=workers, cancelled=20 - workers, failed=0)
+
+
+# ------------------------------------------------- per-chunk runs: the iterator's wake-ups
+
+
+@pytest.mark.parametrize("round_", range(30))
+def test_later_chunks_finishing_first_do_not_lose_the_wake(make_pool, round_):
+    """The iterator sleeps until its own chunk publishes: later chunks finishing first (and
+    the outcome it waits for arriving last) must neither wake it with nothing nor be lost."""
+    p = make_pool(3)
+    gate = threading.Event()
+    later_done = threading.Barrier(3, timeout=30)
+
+    def f(x):
+        if x == 0:
+            gate.wait(30)
+        elif x in (2, 4):
+            later_done.wait()
+        return x * 10
+
+    it = p.map(f, range(6), chunksize=2)
+    later_done.wait()  # chunks 1 and 2 have their first outcome while chunk 0 has none
+    threading.Timer(0.01, gate.set).start()
+    assert list(it) == [x * 10 for x in range(6)]
+
+
+def test_cancelled_runs_and_errors_keep_their_items(make_pool):
+    """Errors and claimed-but-cancelled items stay at their own index within a chunk's run."""
+    p = make_pool(2)
+
+    def f(x):
+        if x % 7 == 3:
+            raise ValueError(x)
+        return x
+
+    it = p.map(f, range(100), chunksize=10)
+    got = []
+    while True:
+        try:
+            got.append(next(it))
+        except ValueError as e:
+            got.append(("err", e.args[0]))
+            break
+        except StopIteration:
+            break
+    assert got == [0, 1, 2, ("err", 3)]
+    with pytest.raises(StopIteration):
+        next(it)

@@ -19,7 +19,7 @@ from helpers import assert_clean_exit, run_py, settled, top_frame_is, wait_until
 
 
 def test_worker_pool_is_a_thread_pool_executor_without_its_machinery():
-    before = threading.active_count()
+    before = set(threading.enumerate())
     p = chanpool.WorkerPool(2)
     try:
         assert isinstance(p, cf.ThreadPoolExecutor)
@@ -36,7 +36,12 @@ def test_worker_pool_is_a_thread_pool_executor_without_its_machinery():
         ):
             assert not hasattr(p, name), name
         assert [p.submit(pow, 2, i).result(timeout=30) for i in range(5)] == [1, 2, 4, 8, 16]
-        assert threading.active_count() == before
+        # No Python thread is started: the only new entries are the native workers' own (named
+        # like them, as the threads a task sees), and they leave with the workers.
+        extra = [t for t in threading.enumerate() if t not in before]
+        assert len(extra) == p.stats()["workers"], extra
+        assert all(t.name.startswith(p._thread_name_prefix + "_") for t in extra), extra
+        assert not any(type(t) is threading.Thread for t in extra), extra
         assert p._max_workers == 2 and p._shutdown is False
         text = pydoc.render_doc(chanpool.WorkerPool, renderer=pydoc.plaintext)
         assert "ThreadPoolExecutor" in text  # in the bases, which is the point
@@ -45,6 +50,7 @@ def test_worker_pool_is_a_thread_pool_executor_without_its_machinery():
         assert "queue_size" in text and "thread_name_prefix" in text
     finally:
         p.shutdown()
+    assert set(threading.enumerate()) == before
 
 
 def test_set_default_executor_accepts_a_worker_pool():

@@ -410,6 +410,64 @@ def test_thread_names_assigned(impl):
     assert all(f.result() for f in fs)
 
 
+def test_thread_names_assigned_seen_by_tasks(impl):
+    """test_thread_names_assigned, asked from inside: what a task (and logging's %(threadName)s)
+    sees as its thread, and what threading.enumerate() lists while the workers live and after."""
+    executor = impl.executor(max_workers=5, thread_name_prefix="SpecialPool")
+    barrier = threading.Barrier(5, timeout=30)
+    seen, records = [], []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.threadName)
+
+    log = logging.getLogger("test_tpe.thread_names")
+    log.addHandler(keep := Keep())
+    log.propagate = False
+
+    def task():
+        seen.append(threading.current_thread().name)
+        log.warning("from a worker")
+        barrier.wait()  # all five run at once, so on five threads
+        return threading.current_thread().name
+
+    try:
+        fs = [executor.submit(task) for _ in range(5)]
+        names = sorted(f.result(timeout=30) for f in fs)
+        listed = sorted(t.name for t in threading.enumerate() if t.name.startswith("SpecialPool"))
+        executor.shutdown(wait=True)
+        after = [t.name for t in threading.enumerate() if t.name.startswith("SpecialPool")]
+    finally:
+        log.removeHandler(keep)
+        executor.shutdown()
+    expected = [f"SpecialPool_{i}" for i in range(5)]
+    assert names == expected
+    assert sorted(seen) == expected
+    assert sorted(records) == expected
+    assert listed == expected
+    assert after == []
+
+
+@pytest.mark.difference("default thread names start with WorkerPool-, not ThreadPoolExecutor-")
+def test_thread_names_default_seen_by_tasks(impl):
+    """test_thread_names_default, asked from inside a task."""
+    executor = impl.executor(max_workers=2)
+    barrier = threading.Barrier(2, timeout=30)
+
+    def task():
+        barrier.wait()
+        return threading.current_thread().name
+
+    fs = [executor.submit(task) for _ in range(2)]
+    names = sorted(f.result(timeout=30) for f in fs)
+    executor.shutdown()
+    if impl.name == "original":
+        assert all(__import__("re").match(r"ThreadPoolExecutor-\d+_[01]$", n) for n in names)
+    else:
+        prefix = executor._thread_name_prefix
+        assert names == [f"{prefix}_0", f"{prefix}_1"], names
+
+
 @pytest.mark.difference("default thread names start with WorkerPool-, not ThreadPoolExecutor-")
 def test_thread_names_default(impl):
     executor = impl.executor(max_workers=5)

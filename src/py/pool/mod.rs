@@ -4,10 +4,12 @@
 //! the GIL; it lets go only to block on an empty queue. The submitting side never blocks while
 //! attached: a full bounded queue is waited on detached, in slices, so Ctrl-C gets through.
 //!
-//! Modules, each using only those listed before it: `task` (what is queued), `worker` (what
+//! Modules, each using only those listed before it: `pythread` (the threading.Thread a task
+//! sees), `task` (what is queued), `worker` (what
 //! the threads share and run), `map` (Executor.map), then the class here.
 
 mod map;
+mod pythread;
 mod task;
 mod worker;
 
@@ -122,6 +124,7 @@ impl WorkerPool {
             Some(n) => n.size(1, "max_workers")?,
         };
         let queue_size = queue_size.size(0, "queue_size")?;
+        pythread::init(py)?;
         if thread_name_prefix.contains('\0') {
             return Err(PyValueError::new_err(
                 "thread_name_prefix must not contain a NUL character",

@@ -2,6 +2,7 @@
 //! rate limit), what they run, how a task gets in (waiting detached while a bounded queue is
 //! full), and exit-time stopping.
 
+use super::pythread;
 use super::task::{CorePool, Pace, Task};
 use crate::core::pool::{Offer, Rejected, Worker};
 use crate::core::sync::{Mutex, RwLock};
@@ -143,6 +144,8 @@ pub(super) fn cancel_queued(py: Python<'_>, core: &CorePool) {
 
 pub(super) fn worker_main(ext: Arc<Ext>, w: Worker<Task>) {
     let ran = worker::attached(&w, |py, w| {
+        // Named before the initializer runs: TPE's initializer runs in the named thread too.
+        let adopted = pythread::adopt(py);
         let init = ext
             .init
             .read()
@@ -151,10 +154,16 @@ pub(super) fn worker_main(ext: Arc<Ext>, w: Worker<Task>) {
         if let Some((func, args)) = init {
             if let Err(e) = func.bind(py).call1(args.bind(py)) {
                 ext.initializer_failed(py, w, e);
+                if let Some(a) = adopted {
+                    a.release(py);
+                }
                 return;
             }
         }
         worker::serve_attached(py, w, |py, task| task.run(py, w, &*ext));
+        if let Some(a) = adopted {
+            a.release(py);
+        }
     });
     if ran.is_none() {
         // Started too late in the exit to run Python: its first job cannot even be dropped

@@ -2,8 +2,9 @@
 //!
 //! Items are cut into chunks of `chunksize`, the unit of parallel work. A worker runs every item
 //! of a chunk (an exception stays attached to its own item, as with ThreadPoolExecutor) and
-//! publishes each `(item index, outcome)` to this map's inbox as soon as the item is done; the
-//! iterator swaps the inbox out and puts the outcomes back in order.
+//! publishes each outcome to its chunk's run in this map's inbox as soon as the item is done;
+//! the iterator swaps out the run of the chunk it is in, taking its outcomes in order, many at
+//! a time, and sleeps only until that chunk gets an outcome.
 //!
 //! Eager maps (no buffersize) queue at most `max_workers` runner jobs instead of one job per
 //! chunk: runners claim chunks from a shared cursor, so a chunk costs an atomic increment rather
@@ -23,11 +24,10 @@ use crate::py::lifecycle::Born;
 use crate::py::runtime;
 use pyo3::prelude::*;
 use pyo3::types::{PyIterator, PyTuple};
-use std::collections::VecDeque;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
-use work::{ChunkJob, EagerWork, Item, MapShared, Outcome, Runner};
+use work::{ChunkJob, EagerWork, MapShared, Outcome, Run, Runner};
 
 struct Source {
     iter: Py<PyIterator>,
@@ -48,10 +48,8 @@ pub struct MapIterator {
 
 pub struct MapState {
     shared: Arc<MapShared>,
-    /// The inbox's previous buffer, swapped back in to keep its allocation.
-    spare: Vec<Item>,
-    /// Outcomes from `next_item` on; None where a result has not arrived yet.
-    ready: VecDeque<Option<Outcome>>,
+    /// Outcomes of the current chunk from `next_item` on, taken from the inbox in one lock.
+    ready: Run,
     next_item: usize,
     submitted_items: usize,
     submitted_chunks: usize,
@@ -92,8 +90,7 @@ pub fn start(
     };
     let mut it = MapState {
         shared: Arc::new(MapShared::new(Arc::clone(ext))),
-        spare: Vec::new(),
-        ready: VecDeque::new(),
+        ready: Run::new(),
         next_item: 0,
         submitted_items: 0,
         submitted_chunks: 0,
@@ -205,7 +202,7 @@ impl MapState {
         let n = items.len();
         let job = ChunkJob {
             shared: Arc::clone(&self.shared),
-            first: self.submitted_items,
+            chunk: self.submitted_chunks,
             func: self.func.clone_ref(py),
             items,
             star: self.star,
@@ -233,32 +230,17 @@ impl MapState {
         Ok(())
     }
 
-    /// Takes every published outcome; returns whether the last eager runner had stopped.
-    fn take_inbox(&mut self) -> bool {
-        let mut got = std::mem::take(&mut self.spare);
-        let runners_done = self.shared.swap(&mut got);
-        for (i, o) in got.drain(..) {
-            let Some(pos) = i.checked_sub(self.next_item) else {
-                continue;
-            };
-            if self.ready.len() <= pos {
-                self.ready.resize_with(pos + 1, || None);
-            }
-            self.ready[pos] = Some(o);
-        }
-        self.spare = got;
-        runners_done
-    }
-
     /// Waits until the next item's outcome is in; detached, in slices, honouring the deadline.
     fn wait_next(&mut self, py: Python<'_>) -> PyResult<Outcome> {
+        // Every chunk but the last holds `chunksize` items, so this is the next item's chunk.
+        let chunk = self.next_item / self.chunksize;
         loop {
-            if let Some(Some(_)) = self.ready.front() {
+            if let Some(o) = self.ready.pop_front() {
                 self.next_item += 1;
-                return Ok(self.ready.pop_front().flatten().expect("checked"));
+                return Ok(o);
             }
-            let runners_done = self.take_inbox();
-            if let Some(Some(_)) = self.ready.front() {
+            let runners_done = self.shared.take(chunk, &mut self.ready);
+            if !self.ready.is_empty() {
                 continue;
             }
             if runners_done {
@@ -267,7 +249,9 @@ impl MapState {
             }
             let (shared, deadline) = (&self.shared, self.deadline);
             let woke = runtime::acquire_detached(py, |hook| {
-                in_slices(deadline, hook, |slice| shared.wait(slice).then_some(()))
+                in_slices(deadline, hook, |slice| {
+                    shared.wait(chunk, slice).then_some(())
+                })
             })?;
             if !woke {
                 return Err(errors::timeout_error(py));
@@ -282,7 +266,7 @@ impl MapState {
         }
         match self.wait_next(py)? {
             Outcome::Value(v) => Ok(Some(v)),
-            Outcome::Error(e) => Err(e),
+            Outcome::Error(e) => Err(*e),
             Outcome::Cancelled => Err(match self.shared.ext().broken() {
                 Some(msg) => errors::broken_thread_pool(py, &msg),
                 None => errors::cancelled_error(py),

@@ -9,30 +9,65 @@ use crate::core::sync::{Condvar, Mutex};
 use crate::py::call;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub(super) enum Outcome {
     Value(Py<PyAny>),
-    Error(PyErr),
+    /// Boxed: errors are rare, and a small outcome keeps every per-item move short.
+    Error(Box<PyErr>),
     Cancelled,
 }
 
-pub(super) type Item = (usize, Outcome);
+/// The outcomes of one chunk, in item order (a chunk runs its items in order on one worker).
+pub(super) type Run = VecDeque<Outcome>;
 
-/// Where workers leave outcomes for the iterator. Publishers hold the GIL and the iterator
-/// only takes the lock attached or for an instant while detached, so it is never contended
-/// for long; no Python object is ever dropped while it is held (a `__del__` could switch
-/// threads and deadlock on it).
+/// Emptied runs kept for reuse, so a chunk's first outcome does not allocate in steady state.
+const SPARE_RUNS: usize = 64;
+
+/// Where workers leave outcomes for the iterator, one run per chunk, so the iterator takes a
+/// chunk's outcomes in order, many at once, without sorting them. Publishers hold the GIL and
+/// the iterator only takes the lock attached or for an instant while detached, so it is never
+/// contended for long; no Python object is ever dropped while it is held (a `__del__` could
+/// switch threads and deadlock on it).
 struct Inbox {
-    items: Vec<Item>,
-    /// The consumer sleeps on the condvar: the next publisher wakes it.
-    waiting: bool,
+    /// Runs of chunks `base..`: the iterator's current chunk first.
+    runs: VecDeque<Run>,
+    base: usize,
+    spare: Vec<Run>,
+    /// The consumer sleeps on the condvar for this chunk: a publisher to it wakes it.
+    waiting: Option<usize>,
     /// The iterator is gone or finished: outcomes are dropped instead of kept.
     closed: bool,
     /// The last eager runner has stopped: whatever has not arrived never will.
     runners_done: bool,
+}
+
+impl Inbox {
+    /// The run of `chunk` (at or after `base`: the iterator leaves a chunk only once every
+    /// outcome of it was taken, so nobody publishes to it afterwards).
+    /// `len` (the chunk's size) sizes a fresh run once instead of growing it item by item.
+    fn run(&mut self, chunk: usize, len: usize) -> &mut Run {
+        let at = chunk - self.base;
+        while self.runs.len() <= at {
+            let run = self.spare.pop().unwrap_or_default();
+            self.runs.push_back(run);
+        }
+        let run = &mut self.runs[at];
+        if run.capacity() == 0 {
+            run.reserve_exact(len);
+        }
+        run
+    }
+
+    fn wake_for(&mut self, chunk: usize, wake: &Condvar) {
+        if self.waiting == Some(chunk) {
+            self.waiting = None;
+            wake.notify_one();
+        }
+    }
 }
 
 pub(super) struct MapShared {
@@ -49,8 +84,10 @@ impl MapShared {
             cancelled: AtomicBool::new(false),
             ext,
             inbox: Mutex::new(Inbox {
-                items: Vec::new(),
-                waiting: false,
+                runs: VecDeque::new(),
+                base: 0,
+                spare: Vec::new(),
+                waiting: None,
                 closed: false,
                 runners_done: false,
             }),
@@ -67,23 +104,38 @@ impl MapShared {
         self.cancelled.store(true, Ordering::Relaxed);
     }
 
-    /// Swaps the published outcomes into `buf` (an empty buffer, whose allocation is kept);
-    /// returns whether the last eager runner had stopped.
-    pub(super) fn swap(&self, buf: &mut Vec<Item>) -> bool {
+    /// Swaps the outcomes published so far for `chunk` into `buf` (an empty run, whose
+    /// allocation is kept); returns whether the last eager runner had stopped.
+    pub(super) fn take(&self, chunk: usize, buf: &mut Run) -> bool {
         let mut g = self.inbox.lock();
-        std::mem::swap(&mut g.items, buf);
+        while g.base < chunk {
+            // Every outcome of an earlier chunk was taken: its run is empty.
+            if let Some(run) = g.runs.pop_front() {
+                if g.spare.len() < SPARE_RUNS && run.is_empty() && run.capacity() > 0 {
+                    g.spare.push(run);
+                }
+            }
+            g.base += 1;
+        }
+        if let Some(run) = g.runs.front_mut() {
+            std::mem::swap(run, buf);
+        }
         g.runners_done
     }
 
-    /// One wait slice for the consumer (detached): true once there is something to take.
-    pub(super) fn wait(&self, slice: Duration) -> bool {
+    /// One wait slice for the consumer (detached): true once `chunk` has something to take.
+    pub(super) fn wait(&self, chunk: usize, slice: Duration) -> bool {
         let mut g = self.inbox.lock();
-        if g.items.is_empty() && !g.runners_done {
-            g.waiting = true;
+        let ready = |g: &mut Inbox| {
+            g.runners_done
+                || (chunk >= g.base && g.runs.get(chunk - g.base).is_some_and(|r| !r.is_empty()))
+        };
+        if !ready(&mut g) {
+            g.waiting = Some(chunk);
             self.wake.wait_for(&mut g, slice);
-            g.waiting = false;
+            g.waiting = None;
         }
-        !g.items.is_empty() || g.runners_done
+        ready(&mut g)
     }
 
     /// Whether items that have not started must be skipped (iterator gone, or the pool is
@@ -92,66 +144,58 @@ impl MapShared {
         self.cancelled.load(Ordering::Relaxed) || self.ext.discarding()
     }
 
-    fn publish(&self, i: usize, o: Outcome) {
+    fn publish(&self, chunk: usize, len: usize, o: Outcome) {
         let rejected = {
             let mut g = self.inbox.lock();
             if g.closed {
                 Some(o)
             } else {
-                g.items.push((i, o));
-                if g.waiting {
-                    g.waiting = false;
-                    self.wake.notify_one();
-                }
+                g.run(chunk, len).push_back(o);
+                g.wake_for(chunk, &self.wake);
                 None
             }
         };
         drop(rejected);
     }
 
-    fn publish_all(&self, items: Vec<Item>) {
-        let rejected = {
-            let mut g = self.inbox.lock();
-            if g.closed {
-                Some(items)
-            } else {
-                g.items.extend(items);
-                if g.waiting {
-                    g.waiting = false;
-                    self.wake.notify_one();
-                }
-                None
-            }
-        };
-        drop(rejected);
+    /// `items` must not run Python while iterated (the lock is held); rejected ones are
+    /// dropped after it is released (parameters outlive the guard).
+    fn publish_all(&self, chunk: usize, items: impl IntoIterator<Item = Outcome>) {
+        let mut g = self.inbox.lock();
+        if !g.closed {
+            g.run(chunk, 0).extend(items);
+            g.wake_for(chunk, &self.wake);
+        }
     }
 
     fn runners_done(&self) {
         let mut g = self.inbox.lock();
         g.runners_done = true;
-        if g.waiting {
-            g.waiting = false;
+        if g.waiting.take().is_some() {
             self.wake.notify_one();
         }
     }
 
     /// Stops accepting outcomes; returns the ones not taken, for the caller to drop unlocked.
-    pub(super) fn close(&self) -> Vec<Item> {
+    pub(super) fn close(&self) -> VecDeque<Run> {
         let mut g = self.inbox.lock();
         g.closed = true;
-        std::mem::take(&mut g.items)
+        g.spare.clear();
+        std::mem::take(&mut g.runs)
     }
 }
 
-/// Runs items in order, publishing each outcome as soon as it is known; returns how many ran.
+/// Runs a chunk's items in order, publishing each outcome as soon as it is known; returns how
+/// many ran.
 fn call_items<'py>(
     counters: &Counters,
     shared: &MapShared,
     func: &Bound<'py, PyAny>,
     star: bool,
-    first: usize,
-    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    chunk: usize,
+    items: impl ExactSizeIterator<Item = Bound<'py, PyAny>>,
 ) -> usize {
+    let len = items.len();
     let mut items = items.peekable();
     // One running task per chunk: per-item counting would cost atomics on the hot path.
     let mut running = items.peek().is_some();
@@ -181,10 +225,10 @@ fn call_items<'py>(
             }
             Err(e) => {
                 Counters::add(&counters.failed, 1);
-                Outcome::Error(e)
+                Outcome::Error(Box::new(e))
             }
         };
-        shared.publish(first + ran, o);
+        shared.publish(chunk, len, o);
         ran += 1;
     }
     if running {
@@ -193,11 +237,11 @@ fn call_items<'py>(
     ran
 }
 
-/// Publishes `Cancelled` for items `from..to` that were claimed but will not run.
-fn cancel_items(counters: &Counters, shared: &MapShared, from: usize, to: usize) {
-    if from < to {
-        Counters::add(&counters.cancelled, (to - from) as u64);
-        shared.publish_all((from..to).map(|i| (i, Outcome::Cancelled)).collect());
+/// Publishes `Cancelled` for the last `n` items of `chunk`, claimed but never run.
+fn cancel_items(counters: &Counters, shared: &MapShared, chunk: usize, n: usize) {
+    if n > 0 {
+        Counters::add(&counters.cancelled, n as u64);
+        shared.publish_all(chunk, (0..n).map(|_| Outcome::Cancelled));
     }
 }
 
@@ -247,8 +291,8 @@ impl Batch for Runner {
             let lo = i * w.chunksize;
             let hi = (lo + w.chunksize).min(w.items.len());
             let items = w.items[lo..hi].iter().map(|x| x.bind(py).clone());
-            let ran = call_items(counters, &w.shared, func, w.star, lo, items);
-            cancel_items(counters, &w.shared, lo + ran, hi);
+            let ran = call_items(counters, &w.shared, func, w.star, i, items);
+            cancel_items(counters, &w.shared, i, hi - lo - ran);
         }
         w.claim_rest(counters);
         w.runner_exit();
@@ -270,7 +314,7 @@ impl Batch for Runner {
 /// One chunk of a lazy map.
 pub(super) struct ChunkJob {
     pub(super) shared: Arc<MapShared>,
-    pub(super) first: usize,
+    pub(super) chunk: usize,
     pub(super) func: Py<PyAny>,
     pub(super) items: Vec<Py<PyAny>>,
     pub(super) star: bool,
@@ -282,21 +326,19 @@ impl Batch for ChunkJob {
         let n = job.items.len();
         let func = job.func.bind(py);
         let items = job.items.into_iter().map(|x| x.into_bound(py));
-        let ran = call_items(counters, &job.shared, func, job.star, job.first, items);
-        cancel_items(counters, &job.shared, job.first + ran, job.first + n);
+        let ran = call_items(counters, &job.shared, func, job.star, job.chunk, items);
+        cancel_items(counters, &job.shared, job.chunk, n - ran);
     }
 
     fn cancel(self: Box<Self>, counters: &Counters) {
-        let n = self.items.len();
-        cancel_items(counters, &self.shared, self.first, self.first + n);
+        cancel_items(counters, &self.shared, self.chunk, self.items.len());
     }
 
     fn fail(self: Box<Self>, counters: &Counters, make: &dyn Fn() -> PyErr) {
         let n = self.items.len();
         Counters::add(&counters.failed, n as u64);
-        let out = (self.first..self.first + n)
-            .map(|i| (i, Outcome::Error(make())))
-            .collect();
-        self.shared.publish_all(out);
+        // Built before the lock is taken: making an exception runs Python.
+        let out: Vec<_> = (0..n).map(|_| Outcome::Error(Box::new(make()))).collect();
+        self.shared.publish_all(self.chunk, out);
     }
 }
