@@ -1,0 +1,155 @@
+"""The coroutines behind chanpool's async methods, and the per-loop waker they share.
+
+A wait is registered in the Rust core (a notify-only registration holding the coroutine's
+asyncio future), never a thread per await. Whoever makes progress possible, on any thread,
+pushes the registration onto its loop's pending queue (``_core._LoopWaker``); the first push
+into an empty queue writes one byte to the loop's wake-up pipe, and the loop's reader
+(``drain``) resolves every pending future that is not cancelled, on the loop thread. The
+coroutine then commits with the non-blocking operation, here, where no cancellation can race
+it. A coroutine that leaves a wait it was woken for (cancelled, timed out) passes the wake-up
+on to the next waiter, so nothing is lost and a cancelled receive consumes nothing.
+
+This module is the foundation later async faces (PubSub, map) build on: ``waker(loop)`` for
+the loop's waker, ``_core._AioWait(waker, fut)`` as a done-callback that wakes ``fut``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import weakref
+from typing import Any, Optional, TypeVar
+
+from chanpool import _core
+from chanpool._errors import Closed
+
+__all__ = ["await_future", "waker"]
+
+_T = TypeVar("_T")
+
+_wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _core._LoopWaker] = (
+    weakref.WeakKeyDictionary()
+)
+# The last loop looked up and its waker: most programs have one loop.
+_last: tuple[Any, Any] = (None, None)
+
+
+def waker(loop: asyncio.AbstractEventLoop) -> _core._LoopWaker:
+    """The waker of ``loop`` (made on first use; ``loop`` must be running in this thread)."""
+    global _last
+    if _last[0] is loop:
+        cached: _core._LoopWaker = _last[1]
+        return cached
+    w = _wakers.get(loop)
+    if w is None:
+        _sweep()
+        w = _core._LoopWaker()
+        loop.add_reader(w.fileno(), w.drain)
+        _wakers[loop] = w
+    _last = (loop, w)
+    return w
+
+
+def _sweep() -> None:
+    """Wakers of closed loops stop listening: their wake-ups go to the next waiter."""
+    for loop, w in list(_wakers.items()):
+        if loop.is_closed():
+            w.kill()
+            del _wakers[loop]
+
+
+async def _within(timeout: Optional[float], what: str, coro: Any) -> Any:
+    """Runs ``coro`` with a timeout, raising the sync call's TimeoutError."""
+    if timeout is None:
+        return await coro
+    try:
+        async with asyncio.timeout(timeout):
+            return await coro
+    except TimeoutError:
+        raise TimeoutError(f"{what} timed out") from None
+
+
+# Channel.
+
+
+async def recv(ch: Any, timeout: Optional[float]) -> Any:
+    v, ok = ch.try_recv()
+    if ok:
+        return v
+    if timeout == 0:
+        raise TimeoutError("recv timed out")
+    return await _within(timeout, "recv", _recv(ch))
+
+
+async def _recv(ch: Any) -> Any:
+    loop = asyncio.get_running_loop()
+    w = waker(loop)
+    while True:
+        fut = loop.create_future()
+        v, ok = ch._aio_recv(w, fut)
+        if ok:
+            return v
+        try:
+            await fut
+        except BaseException:
+            ch._aio_leave(v, True)
+            raise
+
+
+async def send(ch: Any, item: Any, timeout: Optional[float]) -> None:
+    if ch.try_send(item):
+        return
+    if timeout == 0:
+        raise TimeoutError("send timed out")
+    await _within(timeout, "send", _send(ch, item))
+
+
+async def _send(ch: Any, item: Any) -> None:
+    loop = asyncio.get_running_loop()
+    w = waker(loop)
+    while True:
+        fut = loop.create_future()
+        h = ch._aio_send(item, w, fut)
+        if h is None:
+            return
+        try:
+            await fut
+        except BaseException:
+            # Withdrawn (or delivered, if a receiver took an unbuffered offer first).
+            ch._aio_leave(h, False)
+            raise
+        if ch._aio_settle(h):
+            return
+
+
+async def anext(ch: Any) -> Any:
+    try:
+        return await recv(ch, None)
+    except Closed:
+        if ch._aio_ended_cleanly():
+            raise StopAsyncIteration from None
+        raise
+
+
+# Futures and pools.
+
+
+def await_future(fut: cf.Future[_T]) -> Any:
+    """``fut.__await__()``: asyncio.wrap_future's semantics, woken through the loop's waker."""
+    return _await_future(fut).__await__()
+
+
+async def _await_future(fut: cf.Future[_T]) -> _T:
+    if not fut.done():
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        fut.add_done_callback(_core._AioWait(waker(loop), done))
+        try:
+            await done
+        except BaseException:
+            # As wrap_future: cancelling the await cancels the future if it has not started.
+            fut.cancel()
+            raise
+    if fut.cancelled():
+        raise asyncio.CancelledError()
+    return fut.result()

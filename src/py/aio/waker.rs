@@ -1,0 +1,148 @@
+//! The per-loop waker: one for every event loop that awaits chanpool objects. A wake-up comes
+//! from any thread, often inside a core lock and often from a thread that is not attached to
+//! the interpreter, so it must not call Python: it pushes the registration onto the loop's
+//! pending queue and, if the queue was empty, writes one byte to the loop's wake-up pipe. The
+//! loop reads the pipe (`loop.add_reader`) and drains the queue on its own thread, resolving
+//! every pending asyncio future that is not cancelled. So a batch of wake-ups costs one pipe
+//! write and one loop callback, like one `call_soon_threadsafe`, without taking the GIL on the
+//! waking side.
+
+use crate::core::notify::Notify;
+use crate::core::sync::Mutex;
+use pyo3::prelude::*;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A loop's pending queue and its wake-up pipe.
+pub struct LoopQueue {
+    pending: Mutex<Vec<Arc<Wake>>>,
+    reader: std::io::PipeReader,
+    writer: std::io::PipeWriter,
+    /// The loop is closed: its registrations no longer listen, wake-ups go to the next waiter.
+    dead: AtomicBool,
+}
+
+impl LoopQueue {
+    fn push(&self, w: Arc<Wake>) -> bool {
+        if self.dead.load(Ordering::Acquire) {
+            return false;
+        }
+        let first = {
+            let mut p = self.pending.lock();
+            p.push(w);
+            p.len() == 1
+        };
+        if first {
+            // Non-blocking: a full pipe already holds a wake-up the drain has not read.
+            let _ = (&self.writer).write(&[1]);
+        }
+        true
+    }
+}
+
+/// One registration: resolving `fut` on its loop tells the coroutine to try again.
+pub struct Wake {
+    fut: Py<PyAny>,
+    queue: Arc<LoopQueue>,
+}
+
+impl Notify for Wake {
+    fn notify(self: Arc<Self>) -> bool {
+        let q = Arc::clone(&self.queue);
+        q.push(self)
+    }
+}
+
+fn nonblocking(fd: &impl AsRawFd) -> std::io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this process owns; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// An event loop's waker (made once per loop by `chanpool._aio`, which registers `drain` as
+/// the reader of `fileno()`).
+#[pyclass(module = "chanpool._core", name = "_LoopWaker", frozen)]
+pub struct LoopWaker {
+    pub(crate) queue: Arc<LoopQueue>,
+}
+
+impl LoopWaker {
+    /// A registration whose wake-up resolves `fut` on this waker's loop.
+    pub fn wake(&self, fut: Py<PyAny>) -> Arc<Wake> {
+        Arc::new(Wake {
+            fut,
+            queue: Arc::clone(&self.queue),
+        })
+    }
+}
+
+#[pymethods]
+impl LoopWaker {
+    #[new]
+    fn py_new() -> PyResult<Self> {
+        let (reader, writer) = std::io::pipe()?;
+        nonblocking(&reader)?;
+        nonblocking(&writer)?;
+        Ok(LoopWaker {
+            queue: Arc::new(LoopQueue {
+                pending: Mutex::new(Vec::new()),
+                reader,
+                writer,
+                dead: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    fn fileno(&self) -> i32 {
+        self.queue.reader.as_raw_fd()
+    }
+
+    /// On the loop thread: resolves every pending future that is not cancelled. The pipe is
+    /// emptied before the queue is taken, so a wake-up pushed meanwhile writes again.
+    fn drain(&self, py: Python<'_>) -> PyResult<()> {
+        let mut buf = [0u8; 64];
+        while matches!((&self.queue.reader).read(&mut buf), Ok(n) if n > 0) {}
+        let batch = std::mem::take(&mut *self.queue.pending.lock());
+        for w in batch {
+            let fut = w.fut.bind(py);
+            if !fut.call_method0("done")?.is_truthy()? {
+                fut.call_method1("set_result", (py.None(),))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The loop is closed: wake-ups no longer reach it (registrations skip it from now on).
+    fn kill(&self) {
+        self.queue.dead.store(true, Ordering::Release);
+    }
+}
+
+/// A registration for a concurrent.futures.Future: its done callback (on whatever thread
+/// completes the future) wakes the awaiting coroutine through the loop's waker.
+#[pyclass(module = "chanpool._core", name = "_AioWait", frozen)]
+pub struct AioWait {
+    pub(crate) wake: Arc<Wake>,
+}
+
+#[pymethods]
+impl AioWait {
+    #[new]
+    fn py_new(waker: PyRef<'_, LoopWaker>, fut: Py<PyAny>) -> Self {
+        AioWait {
+            wake: waker.wake(fut),
+        }
+    }
+
+    /// The done callback.
+    fn __call__(&self, _done: &Bound<'_, PyAny>) {
+        Arc::clone(&self.wake).notify();
+    }
+}
