@@ -46,8 +46,26 @@ def waker(loop: asyncio.AbstractEventLoop) -> _core._LoopWaker:
         w = _core._LoopWaker()
         loop.add_reader(w.fileno(), w.drain)
         _wakers[loop] = w
+        _kill_on_close(loop, w)
     _last = (loop, w)
     return w
+
+
+def _kill_on_close(loop: asyncio.AbstractEventLoop, w: _core._LoopWaker) -> None:
+    """Closing the loop kills its waker first: wake-ups it got and never drained, and any
+    that come later, go to the next waiter instead of a loop that will not run again."""
+    close = loop.close
+
+    def closing() -> None:
+        if not loop.is_running() and not loop.is_closed():
+            w.kill()
+            loop.remove_reader(w.fileno())
+        close()
+
+    try:
+        loop.close = closing  # type: ignore[method-assign]
+    except AttributeError:  # a loop type without instance attributes: see _sweep
+        pass
 
 
 def _sweep() -> None:
@@ -58,15 +76,31 @@ def _sweep() -> None:
             del _wakers[loop]
 
 
-async def _within(timeout: Optional[float], what: str, coro: Any) -> Any:
-    """Runs ``coro`` with a timeout, raising the sync call's TimeoutError."""
-    if timeout is None:
-        return await coro
+# A timeout resolves the round's future with this (cancelling would look like the caller's
+# cancel): the coroutine then leaves its wait as a cancelled one does and raises TimeoutError,
+# unless what it waited for happened first (an unbuffered offer taken: the send succeeded).
+_EXPIRED = object()
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_result(_EXPIRED)
+
+
+def _deadline(loop: asyncio.AbstractEventLoop, timeout: Optional[float]) -> Optional[float]:
+    return None if timeout is None else loop.time() + timeout
+
+
+async def _round(loop: asyncio.AbstractEventLoop, fut: Any, deadline: Optional[float]) -> bool:
+    """Waits for one wake-up; False if the deadline came first."""
+    if deadline is None:
+        await fut
+        return True
+    timer = loop.call_at(deadline, _expire, fut)
     try:
-        async with asyncio.timeout(timeout):
-            return await coro
-    except TimeoutError:
-        raise TimeoutError(f"{what} timed out") from None
+        return await fut is not _EXPIRED
+    finally:
+        timer.cancel()
 
 
 # Channel.
@@ -78,22 +112,22 @@ async def recv(ch: Any, timeout: Optional[float]) -> Any:
         return v
     if timeout == 0:
         raise TimeoutError("recv timed out")
-    return await _within(timeout, "recv", _recv(ch))
-
-
-async def _recv(ch: Any) -> Any:
     loop = asyncio.get_running_loop()
     w = waker(loop)
+    deadline = _deadline(loop, timeout)
     while True:
         fut = loop.create_future()
         v, ok = ch._aio_recv(w, fut)
         if ok:
             return v
         try:
-            await fut
+            woken = await _round(loop, fut, deadline)
         except BaseException:
             ch._aio_leave(v, True)
             raise
+        if not woken:
+            ch._aio_leave(v, True)
+            raise TimeoutError("recv timed out")
 
 
 async def send(ch: Any, item: Any, timeout: Optional[float]) -> None:
@@ -101,23 +135,25 @@ async def send(ch: Any, item: Any, timeout: Optional[float]) -> None:
         return
     if timeout == 0:
         raise TimeoutError("send timed out")
-    await _within(timeout, "send", _send(ch, item))
-
-
-async def _send(ch: Any, item: Any) -> None:
     loop = asyncio.get_running_loop()
     w = waker(loop)
+    deadline = _deadline(loop, timeout)
     while True:
         fut = loop.create_future()
         h = ch._aio_send(item, w, fut)
         if h is None:
             return
         try:
-            await fut
+            woken = await _round(loop, fut, deadline)
         except BaseException:
-            # Withdrawn (or delivered, if a receiver took an unbuffered offer first).
+            # Withdrawn, or (unbuffered) delivered if a receiver took the offer first: the
+            # cancellation is raised either way (README).
             ch._aio_leave(h, False)
             raise
+        if not woken:
+            if ch._aio_leave(h, False):
+                return
+            raise TimeoutError("send timed out")
         if ch._aio_settle(h):
             return
 

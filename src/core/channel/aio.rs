@@ -79,6 +79,17 @@ impl<T> Channel<T> {
         self.state.lock().aio_send.leave(r);
     }
 
+    /// A wake-up whose coroutine can no longer use it (its loop closed) goes to the next
+    /// async receiver (`recv`) or sender.
+    pub fn pass_on(&self, recv: bool) {
+        let mut st = self.state.lock();
+        if recv {
+            st.aio_recv.wake_one();
+        } else {
+            st.aio_send.wake_one();
+        }
+    }
+
     /// Ends a parked offer: taken, closed, or (if neither happened yet) withdrawn now.
     pub fn settle_offer(&self, w: &Arc<Waiter<T>>) -> Offer<T> {
         let mut st = self.state.lock();

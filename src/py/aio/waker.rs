@@ -12,27 +12,32 @@ use crate::core::sync::Mutex;
 use pyo3::prelude::*;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// A loop's pending queue and its wake-up pipe.
 pub struct LoopQueue {
-    pending: Mutex<Vec<Arc<Wake>>>,
+    pending: Mutex<Pending>,
     reader: std::io::PipeReader,
     writer: std::io::PipeWriter,
+}
+
+#[derive(Default)]
+struct Pending {
+    wakes: Vec<Arc<Wake>>,
     /// The loop is closed: its registrations no longer listen, wake-ups go to the next waiter.
-    dead: AtomicBool,
+    /// Set under the same lock as the pushes, so a wake-up is either refused or seen by `kill`.
+    dead: bool,
 }
 
 impl LoopQueue {
     fn push(&self, w: Arc<Wake>) -> bool {
-        if self.dead.load(Ordering::Acquire) {
-            return false;
-        }
         let first = {
             let mut p = self.pending.lock();
-            p.push(w);
-            p.len() == 1
+            if p.dead {
+                return false;
+            }
+            p.wakes.push(w);
+            p.wakes.len() == 1
         };
         if first {
             // Non-blocking: a full pipe already holds a wake-up the drain has not read.
@@ -42,10 +47,15 @@ impl LoopQueue {
     }
 }
 
+/// Hands a wake-up its waiter can no longer use to the next waiter of the same object.
+pub type PassOn = Box<dyn Fn() + Send + Sync>;
+
 /// One registration: resolving `fut` on its loop tells the coroutine to try again.
 pub struct Wake {
     fut: Py<PyAny>,
     queue: Arc<LoopQueue>,
+    /// For a wake-up that reached the loop just before it closed (None: nothing to pass on).
+    pass_on: Option<PassOn>,
 }
 
 impl Notify for Wake {
@@ -75,10 +85,11 @@ pub struct LoopWaker {
 
 impl LoopWaker {
     /// A registration whose wake-up resolves `fut` on this waker's loop.
-    pub fn wake(&self, fut: Py<PyAny>) -> Arc<Wake> {
+    pub fn wake(&self, fut: Py<PyAny>, pass_on: Option<PassOn>) -> Arc<Wake> {
         Arc::new(Wake {
             fut,
             queue: Arc::clone(&self.queue),
+            pass_on,
         })
     }
 }
@@ -92,10 +103,9 @@ impl LoopWaker {
         nonblocking(&writer)?;
         Ok(LoopWaker {
             queue: Arc::new(LoopQueue {
-                pending: Mutex::new(Vec::new()),
+                pending: Mutex::new(Pending::default()),
                 reader,
                 writer,
-                dead: AtomicBool::new(false),
             }),
         })
     }
@@ -109,7 +119,7 @@ impl LoopWaker {
     fn drain(&self, py: Python<'_>) -> PyResult<()> {
         let mut buf = [0u8; 64];
         while matches!((&self.queue.reader).read(&mut buf), Ok(n) if n > 0) {}
-        let batch = std::mem::take(&mut *self.queue.pending.lock());
+        let batch = std::mem::take(&mut self.queue.pending.lock().wakes);
         for w in batch {
             let fut = w.fut.bind(py);
             if !fut.call_method0("done")?.is_truthy()? {
@@ -119,9 +129,19 @@ impl LoopWaker {
         Ok(())
     }
 
-    /// The loop is closed: wake-ups no longer reach it (registrations skip it from now on).
+    /// The loop is closing: wake-ups no longer reach it (its registrations are skipped from
+    /// now on), and those it got and never drained go to the next waiters.
     fn kill(&self) {
-        self.queue.dead.store(true, Ordering::Release);
+        let lost = {
+            let mut p = self.queue.pending.lock();
+            p.dead = true;
+            std::mem::take(&mut p.wakes)
+        };
+        for w in lost {
+            if let Some(pass_on) = &w.pass_on {
+                pass_on();
+            }
+        }
     }
 }
 
@@ -137,7 +157,7 @@ impl AioWait {
     #[new]
     fn py_new(waker: PyRef<'_, LoopWaker>, fut: Py<PyAny>) -> Self {
         AioWait {
-            wake: waker.wake(fut),
+            wake: waker.wake(fut, None),
         }
     }
 

@@ -6,7 +6,7 @@ use super::close::send_closed;
 use super::ChanInner;
 use crate::core::channel::{AsyncSend, Offer, TryRecv, Waiter};
 use crate::core::notify::Registration;
-use crate::py::aio::LoopWaker;
+use crate::py::aio::{LoopWaker, PassOn};
 use pyo3::prelude::*;
 use std::sync::Arc;
 
@@ -20,14 +20,24 @@ pub struct ChanWait {
     offer: Option<Arc<Waiter<Value>>>,
 }
 
+/// A wake-up that reached a closing loop goes to the channel's next async receiver (sender).
+fn pass_on(inner: &Arc<ChanInner>, recv: bool) -> PassOn {
+    let chan = Arc::downgrade(inner);
+    Box::new(move || {
+        if let Some(c) = chan.upgrade() {
+            c.core.pass_on(recv);
+        }
+    })
+}
+
 /// `(value, True)` now, or `(registration, False)`; raises like recv() when closed and drained.
 pub fn recv(
     py: Python<'_>,
-    inner: &ChanInner,
+    inner: &Arc<ChanInner>,
     waker: &LoopWaker,
     fut: Value,
 ) -> PyResult<(Value, bool)> {
-    let reg: Registration = waker.wake(fut);
+    let reg: Registration = waker.wake(fut, Some(pass_on(inner, true)));
     match inner.core()?.recv_or_register(&reg) {
         Ok(v) => Ok((v, true)),
         Err(TryRecv::Closed) => Err(inner.ended(py)),
@@ -42,12 +52,12 @@ pub fn recv(
 /// raises chanpool.Closed when closed.
 pub fn send(
     py: Python<'_>,
-    inner: &ChanInner,
+    inner: &Arc<ChanInner>,
     item: Value,
     waker: &LoopWaker,
     fut: Value,
 ) -> PyResult<Option<Py<ChanWait>>> {
-    let reg: Registration = waker.wake(fut);
+    let reg: Registration = waker.wake(fut, Some(pass_on(inner, false)));
     let h = match inner.core()?.send_or_register(item, &reg) {
         Ok(()) => return Ok(None),
         Err(AsyncSend::Closed(v)) => {
