@@ -376,7 +376,7 @@ def test_loop_closed_while_a_coroutine_waits_passes_the_wakeup_on(cap):
         dead_waiting = threading.Event()
         result: list = []
 
-        def other() -> None:
+        def other(ch=ch, other_waiting=other_waiting, result=result) -> None:
             async def main():
                 t = asyncio.ensure_future(ch.recv_async())
                 await asyncio.sleep(0)
