@@ -167,6 +167,74 @@ async def anext(ch: Any) -> Any:
         raise
 
 
+# Semaphore and TokenBucket.
+
+
+async def sem_acquire(sem: Any, n: int, timeout: Optional[float]) -> bool:
+    if sem.try_acquire(n):
+        return True
+    if timeout == 0:
+        return False
+    loop = asyncio.get_running_loop()
+    w = waker(loop)
+    deadline = _deadline(loop, timeout)
+    woken = False
+    while True:
+        fut = loop.create_future()
+        reg = _core._AioWait(w, fut)
+        # The permits are taken here, on the loop thread: no cancellation can come between.
+        if sem._aio_acquire(n, reg, woken):
+            return True
+        try:
+            woken = await _round(loop, fut, deadline)
+        except BaseException:
+            sem._aio_leave(reg)
+            raise
+        if not woken:
+            sem._aio_leave(reg)
+            return False
+
+
+async def sem_release(sem: Any) -> None:
+    sem.release()
+
+
+async def nothing() -> None:
+    pass
+
+
+async def bucket_acquire(bucket: Any, n: int, timeout: Optional[float]) -> bool:
+    if bucket.try_acquire(n):
+        return True
+    if timeout == 0:
+        return False
+    loop = asyncio.get_running_loop()
+    w = waker(loop)
+    deadline = _deadline(loop, timeout)
+    while True:
+        fut = loop.create_future()
+        reg = _core._AioWait(w, fut)
+        ok, delay = bucket._aio_acquire(n, reg)
+        if ok:
+            return True
+        if deadline is not None and loop.time() >= deadline:
+            if delay is None:
+                bucket._aio_leave(reg)
+            return False
+        if delay is not None:
+            # Not registered: the tokens will be there after `delay`; sleep until then.
+            when = loop.time() + delay
+            await _round(loop, fut, when if deadline is None else min(when, deadline))
+            continue
+        try:
+            woken = await _round(loop, fut, deadline)
+        except BaseException:
+            bucket._aio_leave(reg)
+            raise
+        if not woken:
+            bucket._aio_leave(reg)
+
+
 # Futures and pools.
 
 

@@ -49,6 +49,11 @@ impl NotifyQueue {
         self.queue.push_back(Arc::clone(r));
     }
 
+    /// A registration that was woken and could not proceed keeps its place at the front.
+    pub fn push_front(&mut self, r: &Registration) {
+        self.queue.push_front(Arc::clone(r));
+    }
+
     /// Wakes the oldest registration that still listens; false if none did.
     pub fn wake_one(&mut self) -> bool {
         while let Some(r) = self.queue.pop_front() {

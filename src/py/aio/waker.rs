@@ -152,6 +152,13 @@ pub struct AioWait {
     pub(crate) wake: Arc<Wake>,
 }
 
+impl AioWait {
+    /// This wait as a core registration (the same allocation, so `leave` finds it).
+    pub fn registration(&self) -> crate::core::notify::Registration {
+        Arc::clone(&self.wake) as crate::core::notify::Registration
+    }
+}
+
 #[pymethods]
 impl AioWait {
     #[new]
