@@ -16,6 +16,8 @@ mod _core {
     #[pymodule_export]
     use crate::py::future::{_finish_unobserved, _wait_future};
     #[pymodule_export]
+    use crate::py::futuregc::_track;
+    #[pymodule_export]
     use crate::py::inventory::InventoryManager;
     #[pymodule_export]
     use crate::py::oneshot::OneShot;
