@@ -9,7 +9,7 @@ Cases (trivial task = ``def f(x): return x``; ``--scale`` multiplies every size)
   per item makes each round take many seconds),
   ``multiprocessing.pool.ThreadPool.map`` (automatic chunksize; the anchor: the fastest peer)
   and the plain loop ``list(map(f, items))`` (the limit);
-* submit + result of 100k tasks on 4 workers: every submit, then every ``result()``; peers
+* submit + result of 100k and 1M tasks on 4 workers: every submit, then every ``result()``; peers
   ThreadPoolExecutor (anchor) and ``ThreadPool.apply_async`` + ``get()``; the limit is a deque of
   ``(f, x)`` drained by a loop;
 * round trip, one task at a time, 16 workers: ``pool.submit(f, i).result()`` in a loop; peers
@@ -245,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     for n in (10_000, 100_000, 1_000_000):
         print(f"  map {h.scaled(n, s):,} ...", file=sys.stderr)
         cases.append(map_case(h.scaled(n, s), args.repeat, with_tpe=n < 1_000_000))
-    print("  submit+result ...", file=sys.stderr)
-    cases.append(submit_case(h.scaled(100_000, s), args.repeat))
+    for n in (100_000, 1_000_000):
+        print(f"  submit+result {h.scaled(n, s):,} ...", file=sys.stderr)
+        cases.append(submit_case(h.scaled(n, s), args.repeat))
     print("  round trip ...", file=sys.stderr)
     cases.append(round_trip_case(h.scaled(5_000, s), args.repeat))
     print("  GIL-releasing ...", file=sys.stderr)

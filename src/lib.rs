@@ -18,6 +18,8 @@ mod _core {
     #[pymodule_export]
     use crate::py::future::{_finish_unobserved, _wait_future};
     #[pymodule_export]
+    use crate::py::futuregc::_track;
+    #[pymodule_export]
     use crate::py::inventory::InventoryManager;
     #[pymodule_export]
     use crate::py::oneshot::OneShot;
@@ -47,6 +49,7 @@ mod _core {
             .install();
         crate::py::future::init(py)?;
         crate::py::oneshot::init(m)?;
+        crate::py::pool::install(m)?;
         // Pools stop where ThreadPoolExecutor's do, in threading's exit hooks (queued work
         // runs, later atexit hooks can no longer submit); everything else at atexit.
         // (Refused when imported during threading's own shutdown: the atexit hook still runs.)

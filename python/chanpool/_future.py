@@ -48,6 +48,12 @@ _wait_future: Any = None
 # _finish_unobserved(fut, result, exc): set_result / set_exception's fast path for a future
 # nobody observes (plain writes and the native wake, under the GIL); False: take the stock path.
 _finish_unobserved: Any = None
+# _track(fut): puts a pool future (born out of the cyclic GC while it holds no containers, see
+# src/py/futuregc.rs; its class's __setattr__ tracks it on a container write) into the GC.
+_track: Any = None
+
+# The instance-dict descriptor every Future inherits from object.
+_instance_dict: Any = cf.Future.__dict__["__dict__"]
 
 
 class _UnretrievedException:
@@ -97,10 +103,22 @@ class Future(cf.Future[_T]):
             super().set_result(result)
 
     @property
+    def __dict__(self) -> dict[str, Any]:
+        # Code that fills the dict directly bypasses __setattr__: track the future first.
+        _track(self)
+        d: dict[str, Any] = _instance_dict.__get__(self)
+        return d
+
+    @__dict__.setter
+    def __dict__(self, value: dict[str, Any]) -> None:
+        _track(self)
+        _instance_dict.__set__(self, value)
+
+    @property
     def _condition(self) -> threading.Condition:  # type: ignore[override]
         cond = self._cond
         if cond is None:
-            d = self.__dict__
+            d = self.__dict__  # tracks the future: what follows are containers
             d.setdefault("_waiters", [])
             d.setdefault("_done_callbacks", [])
             cond = d.setdefault("_cond", threading.Condition())

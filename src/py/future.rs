@@ -7,6 +7,7 @@
 
 use crate::py::args::Timeout;
 use crate::py::errors;
+use crate::py::futuregc::{self, store};
 use crate::py::oneshot::OneShot;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -39,7 +40,9 @@ fn api(py: Python<'_>) -> PyResult<&Api> {
     API.get_or_try_init(py, || {
         let base = py.import("concurrent.futures._base")?;
         let module = py.import("chanpool._future")?;
-        let cls = module.getattr("Future")?.cast_into::<PyType>()?.unbind();
+        let cls = module.getattr("Future")?.cast_into::<PyType>()?;
+        futuregc::install(&cls)?;
+        let cls = cls.unbind();
         // SAFETY: reading a slot of a live heap type; a type always has a tp_new or NULL.
         let slot = unsafe { pyo3::ffi::PyType_GetSlot(cls.as_ptr().cast(), pyo3::ffi::Py_tp_new) };
         if slot.is_null() {
@@ -89,14 +92,19 @@ pub fn new_future(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         );
         Bound::from_owned_ptr_or_err(py, p)?
     };
-    // Both attributes a worker writes exist before any worker can see the future, so those
-    // writes only replace values and never allocate (an allocation can run the GC).
-    obj.setattr(a.n_state.bind(py), a.pending.bind(py))?;
-    obj.setattr(a.n_result.bind(py), py.None())?;
+    // `_state` and `_result` start as the class's defaults (PENDING, None): a worker's first
+    // write of each adds the value to the instance's values array, whose keys the class shares
+    // (every future has written them), so it neither allocates (an allocation can run the GC)
+    // nor drops an old value (a drop can run code).
+    futuregc::untrack_new(&obj);
     Ok(obj)
 }
 
 fn unobserved(a: &Api, fut: &Bound<'_, PyAny>) -> PyResult<bool> {
+    // Observing a future tracks it (futuregc.rs): an untracked one is unobserved without a look.
+    if !futuregc::is_tracked(fut) {
+        return Ok(true);
+    }
     Ok(fut.getattr(a.n_cond.bind(fut.py()))?.is_none())
 }
 
@@ -116,7 +124,7 @@ pub fn start(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
     let a = api(py)?;
     // Unobserved implies PENDING: cancel() and friends go through the condition first.
     if unobserved(a, fut)? {
-        fut.setattr(a.n_state.bind(py), a.running.bind(py))?;
+        store(fut, a.n_state.bind(py), a.running.bind(py))?;
         return Ok(true);
     }
     fut.call_method0(pyo3::intern!(py, "set_running_or_notify_cancel"))?
@@ -139,8 +147,8 @@ fn write_result(a: &Api, fut: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> Py
         return Ok(false);
     }
     let py = fut.py();
-    fut.setattr(a.n_result.bind(py), value)?;
-    fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
+    store(fut, a.n_result.bind(py), value)?;
+    store(fut, a.n_state.bind(py), a.finished.bind(py))?;
     Ok(true)
 }
 
@@ -193,9 +201,9 @@ pub fn settle(
             // never-retrieved report.
             let unretrieved = a.unretrieved.bind(py).call1((&exc,))?;
             if unobserved(a, fut)? {
-                fut.setattr(a.n_exception.bind(py), &exc)?;
-                fut.setattr(a.n_unretrieved.bind(py), unretrieved)?;
-                fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
+                store(fut, a.n_exception.bind(py), &exc)?;
+                store(fut, a.n_unretrieved.bind(py), &unretrieved)?;
+                store(fut, a.n_state.bind(py), a.finished.bind(py))?;
                 wake(a, fut)?;
                 return Ok(false);
             }
@@ -239,12 +247,12 @@ pub fn _finish_unobserved(
     }
     match (exc, unretrieved) {
         (Some(e), Some(u)) => {
-            fut.setattr(a.n_exception.bind(py), e)?;
-            fut.setattr(a.n_unretrieved.bind(py), u)?;
+            store(fut, a.n_exception.bind(py), e)?;
+            store(fut, a.n_unretrieved.bind(py), &u)?;
         }
-        _ => fut.setattr(a.n_result.bind(py), result)?,
+        _ => store(fut, a.n_result.bind(py), result)?,
     }
-    fut.setattr(a.n_state.bind(py), a.finished.bind(py))?;
+    store(fut, a.n_state.bind(py), a.finished.bind(py))?;
     wake(a, fut)?;
     Ok(true)
 }
@@ -263,7 +271,8 @@ pub fn _wait_future(py: Python<'_>, fut: &Bound<'_, PyAny>, timeout: Timeout) ->
     let sig = match sig.cast_into::<OneShot>() {
         Ok(sig) => sig,
         Err(_) => {
-            fut.setattr(a.n_signal.bind(py), &fresh)?;
+            // A _OneShot holds no Python objects: the future may stay untracked.
+            futuregc::store_leaf(fut, a.n_signal.bind(py), &fresh)?;
             fresh
         }
     };

@@ -5,6 +5,7 @@ pub mod call;
 pub mod channel;
 pub mod errors;
 pub mod future;
+pub mod futuregc;
 pub mod gc;
 pub mod inventory;
 pub mod lifecycle;

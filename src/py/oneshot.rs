@@ -114,5 +114,6 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let future = m.py().import("chanpool._future")?;
     future.setattr("_OneShot", m.getattr("_OneShot")?)?;
     future.setattr("_wait_future", m.getattr("_wait_future")?)?;
+    future.setattr("_track", m.getattr("_track")?)?;
     future.setattr("_finish_unobserved", m.getattr("_finish_unobserved")?)
 }

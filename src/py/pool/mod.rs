@@ -8,14 +8,16 @@
 //! sees), `task` (what is queued), `worker` (what
 //! the threads share and run), `map` (Executor.map), then the class here.
 
+mod entry;
 mod map;
 mod pythread;
 mod task;
 mod worker;
 
+pub use entry::install;
 pub use map::MapIterator;
 use task::{CallJob, CorePool, Task};
-use worker::{cancel_queued, closed_error, default_workers, enqueue, worker_main, Ext, Init};
+use worker::{cancel_queued, closed_error, default_workers, worker_main, Ext, Init};
 
 use crate::core::pool::{Pool, Rejected, Worker};
 use crate::core::sync::{Mutex, RwLock};
@@ -58,8 +60,8 @@ impl WorkerPool {
     fn make_call(
         &self,
         func: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
+        args: Args,
+        kwargs: Option<Py<PyDict>>,
     ) -> PyResult<(Py<PyAny>, Task)> {
         let py = func.py();
         if !func.is_callable() {
@@ -73,8 +75,8 @@ impl WorkerPool {
         let job = CallJob {
             fut: fut.clone_ref(py),
             func: func.clone().unbind(),
-            args: Args::new(args),
-            kwargs: kwargs.filter(|k| !k.is_empty()).map(|k| k.clone().unbind()),
+            args,
+            kwargs,
         };
         Ok((fut, Task::Call(job)))
     }
@@ -183,19 +185,7 @@ impl WorkerPool {
         })
     }
 
-    /// Schedules fn(*args, **kwargs); returns a concurrent.futures.Future.
-    #[pyo3(signature = (r#fn, /, *args, **kwargs))]
-    fn submit(
-        &self,
-        py: Python<'_>,
-        r#fn: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Py<PyAny>> {
-        let (fut, task) = self.make_call(r#fn, args, kwargs)?;
-        enqueue(py, &self.core, &self.ext, task, 1)?;
-        Ok(fut)
-    }
+    // submit(fn, /, *args, **kwargs) is entry.rs's (no argument tuples).
 
     /// Like submit, but returns None instead of waiting when the bounded queue is full.
     #[pyo3(signature = (r#fn, /, *args, **kwargs))]
@@ -206,7 +196,8 @@ impl WorkerPool {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Option<Py<PyAny>>> {
-        let (fut, task) = self.make_call(r#fn, args, kwargs)?;
+        let kwargs = kwargs.filter(|k| !k.is_empty()).map(|k| k.clone().unbind());
+        let (fut, task) = self.make_call(r#fn, Args::new(args), kwargs)?;
         match self.core.try_submit(task, 1) {
             Ok(()) => Ok(Some(fut)),
             Err(Rejected::Full(_)) => Ok(None),
