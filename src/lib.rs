@@ -12,6 +12,8 @@ mod _core {
     use pyo3::prelude::*;
 
     #[pymodule_export]
+    use crate::py::aio::{AioWait, LoopWaker};
+    #[pymodule_export]
     use crate::py::channel::{fan_in, select, Channel};
     #[pymodule_export]
     use crate::py::future::{_finish_unobserved, _wait_future};

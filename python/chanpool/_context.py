@@ -245,6 +245,30 @@ class Context:
             return True
         raise AssertionError("nothing is ever sent on a context's done channel")
 
+    async def done_async(self, timeout: float | None = None) -> bool:
+        """For coroutines: waits on the event loop until the context ends; False if
+        ``timeout`` passed first (the same rules as ``wait``)."""
+        if timeout is not None:
+            timeout = max(0.0, _check_seconds(timeout, "timeout"))
+        if self._err is not None:
+            return True
+        try:
+            await self._done.recv_async(timeout)
+        except TimeoutError:
+            return self._err is not None
+        except Exception:
+            return True
+        raise AssertionError("nothing is ever sent on a context's done channel")
+
+    def task_scope(self) -> _TaskScope:
+        """``async with ctx.task_scope() as child:`` ties a child context to the current
+        asyncio task both ways. The child is cancelled when the block ends, so when the task
+        is cancelled (work given ``child``, e.g. ``pool.submit_with(child, ...)``, sees it);
+        and if the child ends first (``cancel()`` from any thread, its parent, its deadline),
+        the task is cancelled and the block raises the child's ``err`` (Cancelled or
+        DeadlineExceeded) instead of CancelledError, as asyncio.timeout raises TimeoutError."""
+        return _TaskScope(self)
+
     def raise_if_cancelled(self) -> None:
         """Raises ``err`` if the context has ended: a cheap check for long-running work."""
         err = self._err
@@ -290,6 +314,56 @@ class Context:
 
 
 _keys = itertools.count()
+
+
+class _TaskScope:
+    """``Context.task_scope()``: see there."""
+
+    def __init__(self, parent: Context) -> None:
+        self._parent = parent
+        self._ended_by_context = False
+        self._exited = False
+
+    async def __aenter__(self) -> Context:
+        import asyncio
+
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("task_scope() must be used inside an asyncio task")
+        loop = asyncio.get_running_loop()
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._ctx = child = self._parent.with_cancel()
+
+        def cancel_task() -> None:  # on the loop thread
+            if not self._exited:
+                self._ended_by_context = True
+                task.cancel()
+
+        def ended() -> None:  # any thread
+            try:
+                loop.call_soon_threadsafe(cancel_task)
+            except RuntimeError:  # the loop is closed: nothing left to cancel
+                pass
+
+        self._unregister = child.on_cancel(ended)
+        return child
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        import asyncio
+
+        self._exited = True
+        self._unregister()
+        err = self._ctx.err
+        if (
+            self._ended_by_context
+            and exc_type is asyncio.CancelledError
+            and self._task.uncancel() <= self._cancelling
+            and err is not None
+        ):
+            raise err.with_traceback(None) from None
+        # The block is over (done, failed, or its task cancelled): so is its context.
+        self._ctx.cancel()
 
 
 def _run_callbacks(callbacks: list[Callable[[], object]], *, reraise: bool) -> None:

@@ -26,7 +26,7 @@ import concurrent.futures as cf
 import logging
 import threading
 from concurrent.futures import _base
-from typing import Any, Optional, TypeVar
+from typing import Any, Generator, Optional, TypeVar
 
 __all__ = ["Future"]
 
@@ -177,6 +177,13 @@ class Future(cf.Future[_T]):
             return value
         result: _T = self._finished_result()
         return result
+
+    def __await__(self) -> Generator[Any, None, _T]:
+        """``await fut`` in a coroutine: asyncio.wrap_future's semantics (cancelling the await
+        cancels the future if it has not started), woken through the loop's waker (_aio.py)."""
+        from chanpool import _aio
+
+        return _aio.await_future(self)  # type: ignore[no-any-return]
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
         if self._state is not _FINISHED:

@@ -9,6 +9,7 @@ one (no work queue, no Python threads), and the stock class's private helpers ar
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextvars
 import logging
 from typing import Any, Callable, Literal, Optional, TypeVar
 
@@ -76,6 +77,15 @@ class WorkerPool(_core.WorkerPool, cf.ThreadPoolExecutor):  # type: ignore[misc,
     def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
         self.shutdown(wait=True)
         return False
+
+    def run(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        """For coroutines: ``await pool.run(fn, *args, **kwargs)`` runs fn on the pool in a copy
+        of the caller's contextvars (as asyncio.to_thread) and wakes the awaiting task through
+        its loop's waker. Submitted at once; the returned Future is awaitable (cancelling the
+        await cancels the call if it has not started)."""
+        if not callable(fn):
+            raise TypeError(f"run() needs a callable, got {type(fn).__name__}")
+        return self.submit(contextvars.copy_context().run, fn, *args, **kwargs)
 
     def submit_with(
         self, context: Context, fn: Callable[..., _T], /, *args: Any, **kwargs: Any

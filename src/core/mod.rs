@@ -5,6 +5,7 @@ pub mod forkcell;
 pub mod inventory;
 pub mod line;
 pub mod mailbox;
+pub mod notify;
 pub mod oneshot;
 pub mod pool;
 pub mod ratelimit;

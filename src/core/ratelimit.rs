@@ -15,6 +15,7 @@
 //! thread of the parent may have held.
 
 use crate::core::line::{wait_in_line, Line};
+use crate::core::notify::{NotifyQueue, Registration};
 use crate::core::sync::{Condvar, Mutex};
 use crate::core::wait::{Hook, PreciseTimers, Stop};
 use std::fmt;
@@ -48,6 +49,9 @@ struct State {
     /// Tokens taken since `anchor`. u128: it only resets when the bucket refills.
     spent: u128,
     line: Line,
+    /// Coroutines waiting for the line to empty (core::notify). A coroutine with the line
+    /// empty never registers: it knows when its tokens will be there and sleeps until then.
+    aio: NotifyQueue,
 }
 
 pub struct TokenBucket {
@@ -74,6 +78,7 @@ impl TokenBucket {
                 anchor: 0,
                 spent: 0,
                 line: Line::default(),
+                aio: NotifyQueue::default(),
             }),
             turn: Condvar::new(),
         })
@@ -135,8 +140,8 @@ impl TokenBucket {
         let joined = Some(self.now_ns());
         // The head sleeps until its tokens are due: that instant is the wake-up itself, so the
         // kernel's timer slack (50 us) would be pure latency.
-        let _precise = PreciseTimers::new();
-        wait_in_line(
+        let precise = PreciseTimers::new();
+        let r = wait_in_line(
             &self.state,
             st,
             &self.turn,
@@ -147,7 +152,38 @@ impl TokenBucket {
             },
             deadline,
             hook,
-        )
+        );
+        drop(precise);
+        // The line may have emptied: coroutines waiting for that try again.
+        let mut st = self.state.lock();
+        if st.line.is_empty() && !st.aio.is_empty() {
+            st.aio.wake_all();
+        }
+        r
+    }
+
+    /// A coroutine's acquire: takes `n` tokens now; or, with the line empty, tells how long
+    /// until they will have been earned (the coroutine sleeps that long and tries again); or,
+    /// with threads in line (they go first), registers `r` to be woken when the line empties.
+    ///
+    /// # Panics
+    /// If `n` fails [`TokenBucket::check`].
+    pub fn acquire_or_register(&self, n: u64, r: &Registration) -> Result<(), Option<Duration>> {
+        self.assert_count(n);
+        let mut st = self.state.lock();
+        if !st.line.is_empty() {
+            st.aio.push(r);
+            return Err(None);
+        }
+        self.take(&mut st, n, None).map_err(|at| {
+            let now = Duration::from_nanos(self.now_ns());
+            Some(at.saturating_sub(now))
+        })
+    }
+
+    /// A registered coroutine gives up.
+    pub fn leave(&self, r: &Registration) {
+        self.state.lock().aio.leave(r);
     }
 
     /// The same bucket for a fork() child: the same tokens, an empty line (the threads in it
@@ -167,6 +203,7 @@ impl TokenBucket {
                 anchor,
                 spent,
                 line: Line::default(),
+                aio: NotifyQueue::default(),
             }),
             turn: Condvar::new(),
         }

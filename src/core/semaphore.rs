@@ -8,14 +8,24 @@
 //! [`Semaphore::rebuilt_after_fork`]).
 
 use crate::core::line::{wait_in_line, Line};
+use crate::core::notify::{NotifyQueue, Registration};
 use crate::core::sync::atomic::{AtomicU64, Ordering};
 use crate::core::sync::{Condvar, Mutex};
 use crate::core::wait::{Hook, Stop};
 use std::fmt;
 use std::time::Instant;
 
-fn itself(line: &mut Line) -> &mut Line {
-    line
+/// Who waits: threads in line, and coroutines (notify-only registrations, core::notify).
+/// Threads in line go first: a coroutine takes only when the line is empty, and is woken when
+/// permits come back with the line empty, or when the line empties with permits free.
+#[derive(Default)]
+struct Waiters {
+    line: Line,
+    aio: NotifyQueue,
+}
+
+fn the_line(w: &mut Waiters) -> &mut Line {
+    &mut w.line
 }
 
 /// Why a release was refused; the count is left unchanged.
@@ -38,7 +48,7 @@ impl fmt::Display for ReleaseError {
 
 pub struct Semaphore {
     /// The line; the lock also guards every change of `permits`.
-    state: Mutex<Line>,
+    state: Mutex<Waiters>,
     /// Free permits. Written only with `state` locked (relaxed: the lock orders it); read
     /// without it for snapshots and by a fork child.
     permits: AtomicU64,
@@ -54,7 +64,7 @@ impl Semaphore {
 
     fn with_bound(permits: u64, bound: Option<u64>) -> Self {
         Semaphore {
-            state: Mutex::new(Line::default()),
+            state: Mutex::new(Waiters::default()),
             permits: AtomicU64::new(permits),
             turn: Condvar::new(),
             bound,
@@ -71,7 +81,7 @@ impl Semaphore {
 
     /// Threads in line right now; a snapshot for monitoring and tests.
     pub fn waiting(&self) -> usize {
-        self.state.lock().len()
+        self.state.lock().line.len()
     }
 
     /// Takes `n` permits if there are that many. Call with `state` locked.
@@ -87,38 +97,78 @@ impl Semaphore {
 
     /// Takes `n` permits if they are free and nobody is waiting (never jumps the line).
     pub fn try_acquire(&self, n: u64) -> bool {
-        let line = self.state.lock();
-        line.is_empty() && self.take(n)
+        let w = self.state.lock();
+        w.line.is_empty() && w.aio.is_empty() && self.take(n)
+    }
+
+    /// A coroutine's acquire: takes `n` permits now (the line and the coroutines registered
+    /// before it permitting), or registers `r` to be woken when they may be free. `woken`: `r`
+    /// was just woken and failed, so it keeps its place at the front (first come, first
+    /// served among coroutines too).
+    pub fn acquire_or_register(&self, n: u64, r: &Registration, woken: bool) -> bool {
+        let mut w = self.state.lock();
+        if w.line.is_empty() && (woken || w.aio.is_empty()) && self.take(n) {
+            // Permits left over: the next coroutine may be able to take too.
+            if !w.aio.is_empty() && self.available() > 0 {
+                w.aio.wake_one();
+            }
+            return true;
+        }
+        if woken {
+            w.aio.push_front(r);
+        } else {
+            w.aio.push(r);
+        }
+        false
+    }
+
+    /// A coroutine gives up; a wake-up it got and cannot use goes to the next one.
+    pub fn leave(&self, r: &Registration) {
+        self.state.lock().aio.leave(r);
+    }
+
+    /// Coroutines waiting right now (tests).
+    #[cfg(test)]
+    fn aio_waiting(&self) -> usize {
+        self.state.lock().aio.len()
     }
 
     /// Takes `n` permits, waiting in line for them. For a bounded semaphore an `n` above the
     /// bound can only end by deadline or hook: callers reject it up front.
     pub fn acquire(&self, n: u64, deadline: Option<Instant>, hook: Hook<'_>) -> Result<(), Stop> {
-        let line = self.state.lock();
-        if line.is_empty() && self.take(n) {
+        let w = self.state.lock();
+        if w.line.is_empty() && w.aio.is_empty() && self.take(n) {
             return Ok(());
         }
-        wait_in_line(
+        let r = wait_in_line(
             &self.state,
-            line,
+            w,
             &self.turn,
-            itself,
+            the_line,
             |_| if self.take(n) { Ok(()) } else { Err(None) },
             deadline,
             hook,
-        )
+        );
+        // The line may have emptied with permits free: the coroutines' turn.
+        let mut w = self.state.lock();
+        if w.line.is_empty() && !w.aio.is_empty() && self.available() > 0 {
+            w.aio.wake_one();
+        }
+        r
     }
 
     pub fn release(&self, n: u64) -> Result<(), ReleaseError> {
-        let line = self.state.lock();
+        let mut w = self.state.lock();
         let free = self.permits.load(Ordering::Relaxed);
         let after = free.checked_add(n).ok_or(ReleaseError::Overflow)?;
         if self.bound.is_some_and(|b| after > b) {
             return Err(ReleaseError::AboveBound);
         }
         self.permits.store(after, Ordering::Relaxed);
-        if !line.is_empty() {
+        if !w.line.is_empty() {
             self.turn.notify_all();
+        } else if !w.aio.is_empty() {
+            w.aio.wake_one();
         }
         Ok(())
     }
@@ -393,6 +443,59 @@ mod tests {
         assert_eq!(child.acquire(4, None, &mut wait::never()), Ok(()));
         drop(held);
     }
+
+    #[test]
+    fn coroutines_are_woken_one_per_release_and_keep_their_place() {
+        use crate::core::notify::testing::Counter;
+        let s = Semaphore::new(0, false);
+        let (a, ra) = Counter::new();
+        let (b, rb) = Counter::new();
+        assert!(!s.acquire_or_register(2, &ra, false));
+        assert!(!s.acquire_or_register(1, &rb, false));
+        // A thread's try never jumps the coroutines' queue.
+        s.release(1).unwrap();
+        assert!(!s.try_acquire(1));
+        assert_eq!((a.woken(), b.woken()), (1, 0));
+        // a needs 2: it goes back to the front, b is not woken past it.
+        assert!(!s.acquire_or_register(2, &ra, true));
+        s.release(1).unwrap();
+        assert_eq!(a.woken(), 2);
+        assert!(s.acquire_or_register(2, &ra, true));
+        s.release(1).unwrap();
+        assert_eq!(b.woken(), 1);
+        assert!(s.acquire_or_register(1, &rb, true));
+        assert_eq!((s.available(), s.aio_waiting()), (0, 0));
+    }
+
+    #[test]
+    fn a_cancelled_coroutine_passes_its_wakeup_on() {
+        use crate::core::notify::testing::Counter;
+        let s = Semaphore::new(0, false);
+        let (_a, ra) = Counter::new();
+        let (b, rb) = Counter::new();
+        s.acquire_or_register(1, &ra, false);
+        s.acquire_or_register(1, &rb, false);
+        s.release(1).unwrap();
+        s.leave(&ra);
+        assert_eq!(b.woken(), 1);
+        assert!(s.acquire_or_register(1, &rb, true));
+    }
+
+    #[test]
+    fn threads_in_line_go_first_then_coroutines_are_woken() {
+        use crate::core::notify::testing::Counter;
+        let s = Arc::new(Semaphore::new(0, false));
+        let (a, ra) = Counter::new();
+        let s2 = Arc::clone(&s);
+        let t = thread::spawn(move || s2.acquire(1, None, &mut wait::never()));
+        wait_for(|| s.waiting() == 1);
+        assert!(!s.acquire_or_register(1, &ra, false));
+        s.release(2).unwrap();
+        assert_eq!(t.join().unwrap(), Ok(()));
+        // The thread left the line with a permit free: the coroutine's turn.
+        assert_eq!(a.woken(), 1);
+        assert!(s.acquire_or_register(1, &ra, true));
+    }
 }
 
 /// Model checks (`make loom`) of the hand-off between releasers, waiters in line and waiters
@@ -479,6 +582,32 @@ mod loom_models {
             }
             assert_eq!(stayer.join().unwrap(), Ok(()));
             assert_eq!((s.available(), s.waiting()), (0, 0));
+        });
+    }
+
+    /// A coroutine registered while a release happens is either served at once or woken;
+    /// a woken coroutine that gives up hands the permit's wake-up to the next one.
+    #[test]
+    fn loom_semaphore_async_wake_passed_on() {
+        use crate::core::notify::testing::Counter;
+        loom::model(|| {
+            let s = Arc::new(Semaphore::new(0, false));
+            let (_a, ra) = Counter::new();
+            let (b, rb) = Counter::new();
+            assert!(!s.acquire_or_register(1, &rb, false));
+            let s1 = Arc::clone(&s);
+            let t = thread::spawn(move || s1.release(1).unwrap());
+            let took = s.acquire_or_register(1, &ra, false);
+            if !took {
+                // a gives up (woken or not): b must end up woken.
+                s.leave(&ra);
+            }
+            t.join().unwrap();
+            if !took {
+                assert_eq!(b.woken(), 1);
+                assert!(s.acquire_or_register(1, &rb, true));
+            }
+            assert_eq!(s.available(), 0);
         });
     }
 }

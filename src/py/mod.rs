@@ -1,4 +1,5 @@
 //! The binding layer: adapts the core to Python and owns the GIL rules.
+pub mod aio;
 pub mod args;
 pub mod call;
 pub mod channel;

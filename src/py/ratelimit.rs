@@ -4,6 +4,7 @@
 use crate::core::ratelimit::TokenBucket as CoreBucket;
 use crate::core::sync::RwLock;
 use crate::core::wait::Stop;
+use crate::py::aio::{self as pyaio, AioWait};
 use crate::py::args::{real, Count, Timeout};
 use crate::py::gc::{self, Traverse};
 use crate::py::lifecycle::Rebuilt;
@@ -141,6 +142,48 @@ impl TokenBucket {
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> bool {
         false
+    }
+
+    /// For coroutines: takes n tokens, waiting on the event loop until they have been earned
+    /// (threads already in line go first); True, or False once timeout passes.
+    #[pyo3(
+        signature = (n = Count::ONE, timeout = Timeout::FOREVER),
+        text_signature = "($self, n=1, timeout=None)"
+    )]
+    fn acquire_async<'py>(
+        slf: &Bound<'py, Self>,
+        n: Count,
+        timeout: Timeout,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (_, n) = slf.get().checked(n)?;
+        pyaio::coroutine(slf.py(), "bucket_acquire")?.call1((slf, n, pyaio::secs(timeout)))
+    }
+
+    /// `async with bucket:` takes one token.
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        pyaio::coroutine(slf.py(), "bucket_acquire")?.call1((slf, 1, None::<f64>))
+    }
+
+    fn __aexit__<'py>(
+        slf: &Bound<'py, Self>,
+        _exc_type: &Bound<'py, PyAny>,
+        _exc: &Bound<'py, PyAny>,
+        _tb: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        pyaio::coroutine(slf.py(), "nothing")?.call0()
+    }
+
+    /// A coroutine's step (see chanpool._aio): (True, None) taken; (False, secs) sleep that
+    /// long and retry; (False, None) registered `wait`, woken when the threads' line empties.
+    fn _aio_acquire(&self, n: u64, wait: PyRef<'_, AioWait>) -> (bool, Option<f64>) {
+        match self.core.get().acquire_or_register(n, &wait.registration()) {
+            Ok(()) => (true, None),
+            Err(d) => (false, d.map(|d| d.as_secs_f64())),
+        }
+    }
+
+    fn _aio_leave(&self, wait: PyRef<'_, AioWait>) {
+        self.core.get().leave(&wait.registration());
     }
 
     /// Decorator: every call of the returned function first takes one token.

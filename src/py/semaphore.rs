@@ -2,6 +2,7 @@
 //! threading.BoundedSemaphore.
 
 use crate::core::semaphore::{ReleaseError, Semaphore as CoreSemaphore};
+use crate::py::aio::{self as pyaio, AioWait};
 use crate::py::args::{Count, Timeout, Truthy};
 use crate::py::lifecycle::Rebuilt;
 use crate::py::runtime::acquire_detached;
@@ -127,6 +128,46 @@ impl Semaphore {
     ) -> PyResult<bool> {
         self.release(Count::ONE)?;
         Ok(false)
+    }
+
+    /// For coroutines: takes n permits, waiting on the event loop (threads already in line
+    /// go first); True, or False once timeout passes. A cancelled acquire_async holds nothing.
+    #[pyo3(
+        signature = (n = Count::ONE, timeout = Timeout::FOREVER),
+        text_signature = "($self, n=1, timeout=None)"
+    )]
+    fn acquire_async<'py>(
+        slf: &Bound<'py, Self>,
+        n: Count,
+        timeout: Timeout,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let n = n.at_least(1, "n")?;
+        slf.get().checked(n)?;
+        pyaio::coroutine(slf.py(), "sem_acquire")?.call1((slf, n, pyaio::secs(timeout)))
+    }
+
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        pyaio::coroutine(slf.py(), "sem_acquire")?.call1((slf, 1, None::<f64>))
+    }
+
+    fn __aexit__<'py>(
+        slf: &Bound<'py, Self>,
+        _exc_type: &Bound<'py, PyAny>,
+        _exc: &Bound<'py, PyAny>,
+        _tb: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        pyaio::coroutine(slf.py(), "sem_release")?.call1((slf,))
+    }
+
+    /// A coroutine's step: takes n permits now or registers `wait` (see chanpool._aio).
+    fn _aio_acquire(&self, n: u64, wait: PyRef<'_, AioWait>, woken: bool) -> bool {
+        self.core
+            .get()
+            .acquire_or_register(n, &wait.registration(), woken)
+    }
+
+    fn _aio_leave(&self, wait: PyRef<'_, AioWait>) {
+        self.core.get().leave(&wait.registration());
     }
 
     /// threading's format: `<module.Class at 0x..: value=N>`, `value=N/bound` when bounded.

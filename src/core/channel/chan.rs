@@ -64,6 +64,7 @@ impl<T> Channel<T> {
             let w = Waiter::new();
             w.stash(0, value);
             st.senders.push(&w, 0);
+            st.sender_queued();
             w
         };
         let (r, mut unsent) = block_on(&w, deadline, hook);
@@ -96,6 +97,7 @@ impl<T> Channel<T> {
             }
             let w = Waiter::new();
             st.receivers.push(&w, 0);
+            st.receiver_queued();
             w
         };
         match block_on(&w, deadline, hook).0 {

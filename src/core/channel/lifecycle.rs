@@ -42,6 +42,8 @@ impl<T> Channel<T> {
         let mut st = self.state.try_lock()?;
         st.receivers.forget_for_fork();
         st.watchers.forget_for_fork();
+        st.aio_recv.forget();
+        st.aio_send.forget();
         Some(st.senders.forget_for_fork())
     }
 }

@@ -9,6 +9,7 @@
 //! sees peers blocked in select, and no wait depends on polling: the binding's wait slices only
 //! look at signals.
 
+mod aio;
 mod chan;
 mod forward;
 mod lifecycle;
@@ -17,11 +18,12 @@ mod select;
 mod state;
 mod waker;
 
+pub use aio::{AsyncSend, Offer};
 pub use chan::Channel;
 pub use forward::forward;
 pub use select::{select, Case, Op};
 pub use state::{Capacity, TryRecv, TrySend};
-pub use waker::Selected;
+pub use waker::{Selected, Waiter};
 
 #[cfg(all(test, not(loom)))]
 mod tests;
@@ -31,3 +33,9 @@ mod select_tests;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
+
+#[cfg(all(test, not(loom)))]
+mod aio_tests;
+
+#[cfg(all(test, loom))]
+mod aio_loom;

@@ -57,6 +57,7 @@ impl<T> Channel<T> {
         let mut st = self.state.lock();
         st.cap = cap;
         st.refill();
+        st.aio_send.wake_all();
     }
 
     /// Gives back a value received from this channel that could not be used (fan_in's output

@@ -89,11 +89,15 @@ impl<T> SelectHandle<T> for Case<'_, T> {
 
     fn enqueue(&mut self, st: &mut State<T>, w: &Arc<Waiter<T>>, i: usize) {
         match &mut self.op {
-            Op::Recv => st.receivers.push(w, i),
+            Op::Recv => {
+                st.receivers.push(w, i);
+                st.receiver_queued();
+            }
             Op::Send(slot) => {
                 if let Some(v) = slot.take() {
                     w.stash(i, v);
                     st.senders.push(w, i);
+                    st.sender_queued();
                 }
             }
             Op::Closed => st.watchers.push(w, i),

@@ -7,6 +7,7 @@
 //! oldest waiting sender's value in.
 
 use super::waker::{Selected, WaitQueue};
+use crate::core::notify::NotifyQueue;
 use crate::core::sync::Arc;
 use std::collections::VecDeque;
 
@@ -43,6 +44,11 @@ pub struct State<T> {
     pub(super) senders: WaitQueue<T>,
     /// Select cases waiting for the channel to close (fan_in's forwarder watches its output).
     pub(super) watchers: WaitQueue<T>,
+    /// Coroutines waiting for a value (notify-only: see core::notify), woken one per value
+    /// buffered or sender queued.
+    pub(super) aio_recv: NotifyQueue,
+    /// Coroutines waiting for room in a buffered channel, woken one per slot freed.
+    pub(super) aio_send: NotifyQueue,
 }
 
 impl<T> State<T> {
@@ -56,6 +62,8 @@ impl<T> State<T> {
             receivers: WaitQueue::default(),
             senders: WaitQueue::default(),
             watchers: WaitQueue::default(),
+            aio_recv: NotifyQueue::default(),
+            aio_send: NotifyQueue::default(),
         }
     }
 
@@ -88,6 +96,9 @@ impl<T> State<T> {
         }
         self.buf.push_back(value);
         self.unfinished += 1;
+        if !self.aio_recv.is_empty() {
+            self.aio_recv.wake_one();
+        }
         Ok(())
     }
 
@@ -96,6 +107,9 @@ impl<T> State<T> {
         if let Some(v) = self.buf.pop_front() {
             if !self.senders.is_empty() {
                 self.refill();
+            }
+            if !self.aio_send.is_empty() {
+                self.room_freed();
             }
             return Ok(v);
         }
@@ -124,11 +138,38 @@ impl<T> State<T> {
         }
     }
 
+    /// A slot may be free: the oldest coroutine waiting for room tries again.
+    #[cold]
+    pub(super) fn room_freed(&mut self) {
+        if self.room() {
+            self.aio_send.wake_one();
+        }
+    }
+
+    /// A blocking sender was queued: a coroutine waiting for a value can take it now.
+    #[inline]
+    pub(super) fn sender_queued(&mut self) {
+        if !self.aio_recv.is_empty() {
+            self.aio_recv.wake_one();
+        }
+    }
+
+    /// A blocking receiver was queued: on an unbuffered channel a coroutine's send can be
+    /// handed to it now (buffered channels: its coroutines wait only while the buffer is full,
+    /// and then no receiver waits).
+    #[inline]
+    pub(super) fn receiver_queued(&mut self) {
+        if !self.aio_send.is_empty() {
+            self.aio_send.wake_one();
+        }
+    }
+
     /// A value a receiver took and cannot use goes back to the front (or to a waiting
     /// receiver), still counted as sent; allowed even when closed or full.
     pub(super) fn put_back(&mut self, value: T) {
         if let Err(v) = self.receivers.give(value) {
             self.buf.push_front(v);
+            self.sender_queued();
         }
     }
 
@@ -142,6 +183,8 @@ impl<T> State<T> {
         self.receivers.finish_all(Selected::RecvClosed);
         self.senders.finish_all(Selected::SendClosed);
         self.watchers.finish_all(Selected::Closed);
+        self.aio_recv.wake_all();
+        self.aio_send.wake_all();
         true
     }
 

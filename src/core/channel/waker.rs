@@ -8,6 +8,7 @@
 //! Lock order: a channel's lock, then a waiter's. The owner never holds its waiter's lock while
 //! taking a channel's, and nobody takes anything while holding a waiter's lock.
 
+use crate::core::notify::Registration;
 use crate::core::sync::{Arc, Condvar, Mutex};
 use crate::core::wait::{in_slices, Hook, Stop};
 use std::collections::VecDeque;
@@ -60,6 +61,9 @@ pub type Unsent<T> = Vec<(usize, T)>;
 pub struct Waiter<T> {
     slot: Mutex<Slot<T>>,
     cv: Condvar,
+    /// A coroutine's parked offer (an async send on an unbuffered channel) is told here when a
+    /// receiver takes it or close ends it; it never sleeps on `cv`.
+    notify: Option<Registration>,
 }
 
 impl<T> Waiter<T> {
@@ -70,6 +74,19 @@ impl<T> Waiter<T> {
                 sends: Vec::new(),
             }),
             cv: Condvar::new(),
+            notify: None,
+        })
+    }
+
+    /// A waiter owned by a coroutine: completing it notifies `r` (see core::notify).
+    pub fn notifying(r: &Registration) -> Arc<Self> {
+        Arc::new(Waiter {
+            slot: Mutex::new(Slot {
+                status: Status::Waiting,
+                sends: Vec::new(),
+            }),
+            cv: Condvar::new(),
+            notify: Some(std::sync::Arc::clone(r)),
         })
     }
 
@@ -81,6 +98,9 @@ impl<T> Waiter<T> {
     fn complete(&self, slot: &mut Slot<T>, outcome: Selected<T>) {
         slot.status = Status::Done(outcome);
         self.cv.notify_one();
+        if let Some(r) = &self.notify {
+            std::sync::Arc::clone(r).notify();
+        }
     }
 
     /// A sender completes the waiter's receive case `case` with `value`; the value comes back if

@@ -5,6 +5,7 @@
 //! (put/get/task_done/join/shutdown, an assignable maxsize), raising the queue module's
 //! exceptions.
 
+mod aio;
 mod close;
 mod multi;
 
@@ -12,6 +13,7 @@ pub use multi::{fan_in, select};
 
 use crate::core::channel::{self as core, Capacity, TryRecv, TrySend};
 use crate::core::wait::Stop;
+use crate::py::aio::{self as pyaio, LoopWaker};
 use crate::py::args::{ChanCapacity, Count, QueueTimeout, Timeout, Truthy};
 use crate::py::errors;
 use crate::py::gc::{self, Traverse};
@@ -308,6 +310,66 @@ impl Channel {
             },
             Err(stop) => Err(wait_error(py, stop, "recv")),
         }
+    }
+
+    // asyncio (see py/aio and chanpool/_aio.py).
+
+    /// Sends from a coroutine: completes at once if it can, else waits on the event loop;
+    /// a cancelled send_async has not delivered (README: unbuffered channels' offer race).
+    #[pyo3(signature = (item, timeout=Timeout::FOREVER), text_signature = "($self, item, timeout=None)")]
+    fn send_async<'py>(
+        slf: &Bound<'py, Self>,
+        item: Value,
+        timeout: Timeout,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        pyaio::coroutine(slf.py(), "send")?.call1((slf, item, pyaio::secs(timeout)))
+    }
+
+    /// Receives from a coroutine; a cancelled recv_async has consumed nothing.
+    #[pyo3(signature = (timeout=Timeout::FOREVER), text_signature = "($self, timeout=None)")]
+    fn recv_async<'py>(slf: &Bound<'py, Self>, timeout: Timeout) -> PyResult<Bound<'py, PyAny>> {
+        pyaio::coroutine(slf.py(), "recv")?.call1((slf, pyaio::secs(timeout)))
+    }
+
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// `async for` receives until the channel is closed and drained, like iteration.
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        pyaio::coroutine(slf.py(), "anext")?.call1((slf,))
+    }
+
+    fn _aio_recv(
+        &self,
+        py: Python<'_>,
+        waker: PyRef<'_, LoopWaker>,
+        fut: Value,
+    ) -> PyResult<(Value, bool)> {
+        aio::recv(py, &self.inner, &waker, fut)
+    }
+
+    fn _aio_send(
+        &self,
+        py: Python<'_>,
+        item: Value,
+        waker: PyRef<'_, LoopWaker>,
+        fut: Value,
+    ) -> PyResult<Option<Py<aio::ChanWait>>> {
+        aio::send(py, &self.inner, item, &waker, fut)
+    }
+
+    fn _aio_leave(&self, wait: PyRef<'_, aio::ChanWait>, recv: bool) -> PyResult<bool> {
+        aio::leave(&self.inner, &wait, recv)
+    }
+
+    fn _aio_settle(&self, py: Python<'_>, wait: PyRef<'_, aio::ChanWait>) -> PyResult<bool> {
+        aio::settle(py, &self.inner, &wait)
+    }
+
+    /// Whether this channel's close ended iteration without an error (for `async for`).
+    fn _aio_ended_cleanly(&self) -> bool {
+        self.inner.core.close_reason().is_none()
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
