@@ -579,7 +579,7 @@ def test_drain_and_unsubscribe_wait_for_running_coroutines(loops):
     async def setup():
         return bus.subscribe("d", slow, workers=2), bus.subscribe("u", slow)
 
-    d, u = lt.call(setup())
+    _d, u = lt.call(setup())
     for i in range(6):
         bus.publish("d", i)
     bus.publish("u", "u")
