@@ -55,7 +55,8 @@ def test_exit_with_pending_awaits_on_a_daemon_loop_thread(run):
     clean(proc, "exiting")
 
 
-@pytest.mark.parametrize("run", range(RUNS))
+# It aborted 15 times in 80 while chanpool._aio was imported on the first `async for`.
+@pytest.mark.parametrize("run", range(30))
 def test_exit_while_values_flow_between_a_thread_and_coroutines(run):
     proc = run_py(
         """

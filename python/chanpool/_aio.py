@@ -4,7 +4,7 @@ A wait is registered in the Rust core (a notify-only registration holding the co
 asyncio future), never a thread per await. Whoever makes progress possible, on any thread,
 pushes the registration onto its loop's pending queue (``_core._LoopWaker``); the first push
 into an empty queue writes one byte to the loop's wake-up pipe, and the loop's reader
-(``drain``) resolves every pending future that is not cancelled, on the loop thread. The
+(``_drain``) resolves every pending future that is not cancelled, on the loop thread. The
 coroutine then commits with the non-blocking operation, here, where no cancellation can race
 it. A coroutine that leaves a wait it was woken for (cancelled, timed out) passes the wake-up
 on to the next waiter, so nothing is lost and a cancelled receive consumes nothing.
@@ -48,11 +48,19 @@ def waker(loop: asyncio.AbstractEventLoop) -> _core._LoopWaker:
     if w is None:
         _sweep()
         w = _core._LoopWaker()
-        loop.add_reader(w.fileno(), w.drain)
+        loop.add_reader(w.fileno(), _drain, w)
         _wakers[loop] = w
         _kill_on_close(loop, w)
     _last = (loop, w)
     return w
+
+
+def _drain(w: _core._LoopWaker) -> None:
+    """The loop's reader of its wake-up pipe: every woken future that is not cancelled
+    resolves (its coroutine then retries)."""
+    for fut in w.take():
+        if not fut.done():
+            fut.set_result(None)
 
 
 def _kill_on_close(loop: asyncio.AbstractEventLoop, w: _core._LoopWaker) -> None:

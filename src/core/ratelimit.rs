@@ -140,7 +140,7 @@ impl TokenBucket {
         let joined = Some(self.now_ns());
         // The head sleeps until its tokens are due: that instant is the wake-up itself, so the
         // kernel's timer slack (50 us) would be pure latency.
-        let precise = PreciseTimers::new();
+        let _precise = PreciseTimers::new();
         let r = wait_in_line(
             &self.state,
             st,
@@ -153,7 +153,6 @@ impl TokenBucket {
             deadline,
             hook,
         );
-        drop(precise);
         // The line may have emptied: coroutines waiting for that try again.
         let mut st = self.state.lock();
         if st.line.is_empty() && !st.aio.is_empty() {

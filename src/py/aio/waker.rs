@@ -114,19 +114,16 @@ impl LoopWaker {
         self.queue.reader.as_raw_fd()
     }
 
-    /// On the loop thread: resolves every pending future that is not cancelled. The pipe is
-    /// emptied before the queue is taken, so a wake-up pushed meanwhile writes again.
-    fn drain(&self, py: Python<'_>) -> PyResult<()> {
+    /// On the loop thread: takes every pending future (chanpool._aio's reader resolves them).
+    /// The pipe is emptied before the queue is taken, so a wake-up pushed meanwhile writes
+    /// again. The futures are resolved in Python, not here: resolving runs loop code, which
+    /// may switch threads, and a daemon loop thread must not be stopped at interpreter exit
+    /// inside a native frame (PYO3-NOTES: finalization).
+    fn take(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
         let mut buf = [0u8; 64];
         while matches!((&self.queue.reader).read(&mut buf), Ok(n) if n > 0) {}
         let batch = std::mem::take(&mut self.queue.pending.lock().wakes);
-        for w in batch {
-            let fut = w.fut.bind(py);
-            if !fut.call_method0("done")?.is_truthy()? {
-                fut.call_method1("set_result", (py.None(),))?;
-            }
-        }
-        Ok(())
+        batch.iter().map(|w| w.fut.clone_ref(py)).collect()
     }
 
     /// The loop is closing: wake-ups no longer reach it (its registrations are skipped from
