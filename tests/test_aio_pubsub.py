@@ -571,8 +571,11 @@ def test_drain_and_unsubscribe_wait_for_running_coroutines(loops):
     bus = chanpool.PubSub()
     done: list = []
     release = threading.Event()
+    u_started = threading.Event()
 
     async def slow(m) -> None:
+        if m.data == "u":
+            u_started.set()
         await asyncio.to_thread(release.wait)
         done.append(m.data)
 
@@ -583,6 +586,7 @@ def test_drain_and_unsubscribe_wait_for_running_coroutines(loops):
     for i in range(6):
         bus.publish("d", i)
     bus.publish("u", "u")
+    assert u_started.wait(30)  # "u" is in its handler, not queued (that would be discarded)
     t = threading.Timer(0.05, release.set)
     t.start()
     u.unsubscribe()  # off the loop: waits for the coroutine in progress
