@@ -5,7 +5,11 @@ Cases (each contender moves the same n items; min and median of interleaved roun
   asyncio.Queue fed with loop.call_soon_threadsafe);
 - coroutine -> thread: the reverse;
 - coroutine <-> coroutine on one loop: Channel(64) vs asyncio.Queue(64) (and aiochannel);
-- await pool.run(f) vs asyncio.to_thread(f), 8 in flight.
+- await pool.run(f) vs asyncio.to_thread(f), 8 in flight;
+- PubSub, a thread publishing to 10 async handlers vs an asyncio.Queue per subscriber (one
+  call_soon_threadsafe per message fanning out, 10 consumer tasks);
+- a thread publishing to a pull subscription read with `async for` vs an asyncio.Queue fed
+  by call_soon_threadsafe.
 The anchors are installed by the Makefile's bench target, not by make test.
 """
 
@@ -179,6 +183,84 @@ def to_thread(n: int) -> Callable[[], None]:
     return run
 
 
+SUBS = 10
+
+
+def pubsub_async_handlers(n: int) -> Callable[[], None]:
+    def run() -> None:
+        async def main() -> None:
+            bus = chanpool.PubSub()
+            loop = asyncio.get_running_loop()
+            done = loop.create_future()
+            left = [SUBS * n]
+
+            async def handler(m: Any) -> None:
+                left[0] -= 1
+                if not left[0]:
+                    done.set_result(None)
+
+            for _ in range(SUBS):
+                bus.subscribe("t", handler)
+            t = threading.Thread(target=lambda: [bus.publish("t", i) for i in range(n)])
+            t.start()
+            await done
+            t.join()
+            await bus.close_async()
+
+        asyncio.run(main())
+
+    return run
+
+
+def queue_per_subscriber(n: int) -> Callable[[], None]:
+    def run() -> None:
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            qs: list[asyncio.Queue[Any]] = [asyncio.Queue() for _ in range(SUBS)]
+
+            def fan_out(i: int) -> None:
+                for q in qs:
+                    q.put_nowait(i)
+
+            async def consume(q: asyncio.Queue[Any]) -> None:
+                for _ in range(n):
+                    await q.get()
+
+            def produce() -> None:
+                for i in range(n):
+                    loop.call_soon_threadsafe(fan_out, i)
+
+            tasks = [asyncio.ensure_future(consume(q)) for q in qs]
+            t = threading.Thread(target=produce)
+            t.start()
+            await asyncio.gather(*tasks)
+            t.join()
+
+        asyncio.run(main())
+
+    return run
+
+
+def pull_async_for(n: int) -> Callable[[], None]:
+    def run() -> None:
+        async def main() -> None:
+            bus = chanpool.PubSub()
+            sub = bus.subscribe("t")
+            t = threading.Thread(target=lambda: [bus.publish("t", i) for i in range(n)])
+            t.start()
+            k = 0
+            async for _ in sub:
+                k += 1
+                if k == n:
+                    break
+            t.join()
+            bus.close()
+
+        asyncio.run(main())
+
+    return run
+
+
 def main() -> None:
     args = parser(__doc__).parse_args()
     started = time.perf_counter()
@@ -204,6 +286,20 @@ def main() -> None:
     m = scaled(8_000, args.scale)
     runs = {"asyncio.to_thread": to_thread(m), "await pool.run": pool_run(m)}
     cases.append(Case("await pool.run(f)", m, "asyncio.to_thread", rounds(runs, args.repeat)))
+    p = scaled(10_000, args.scale)
+    fan = {
+        "asyncio.Queue per subscriber": queue_per_subscriber(p),
+        "chanpool": pubsub_async_handlers(p),
+    }
+    cases.append(
+        Case(
+            "PubSub, 10 async handlers", p, "asyncio.Queue per subscriber", rounds(fan, args.repeat)
+        )
+    )
+    pull = {"call_soon_threadsafe": t2c_call_soon(n), "chanpool": pull_async_for(n)}
+    cases.append(
+        Case("pull subscription, async for", n, "call_soon_threadsafe", rounds(pull, args.repeat))
+    )
     report("bench/asyncio.py", args, cases, started)
 
 

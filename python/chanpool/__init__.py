@@ -5,11 +5,11 @@ The GIL is released whenever chanpool waits or runs work off the calling thread.
 
 from concurrent.futures.thread import BrokenThreadPool
 
-# Imported now, not on a coroutine's first await: _core looks its coroutines up there, and an
-# import reads files with the GIL released, which a daemon thread must not do inside a native
-# frame while the interpreter exits (CPython then ends the thread with a forced unwind that
-# aborts the process; ARCHITECTURE.md, the GIL rules).
-from chanpool import _aio  # noqa: F401
+# Imported now, not on a coroutine's first await: _core looks its coroutines up there (PubSub's
+# in _aio_pubsub), and an import reads files with the GIL released, which a daemon thread must
+# not do inside a native frame while the interpreter exits (CPython then ends the thread with a
+# forced unwind that aborts the process; ARCHITECTURE.md, the GIL rules).
+from chanpool import _aio, _aio_pubsub  # noqa: F401
 from chanpool._context import (
     Cancelled,
     Context,

@@ -23,11 +23,15 @@ from typing import Any, Optional, TypeVar
 from chanpool import _core
 from chanpool._errors import Closed
 
-__all__ = ["await_future", "waker"]
+__all__ = ["await_future", "on_close", "waker"]
 
 _T = TypeVar("_T")
 
 _wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _core._LoopWaker] = (
+    weakref.WeakKeyDictionary()
+)
+# Callbacks to run when a loop closes (async handlers end their subscriptions there).
+_on_close: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
     weakref.WeakKeyDictionary()
 )
 # The last loop looked up and its waker: most programs have one loop.
@@ -68,6 +72,8 @@ def _kill_on_close(loop: asyncio.AbstractEventLoop, w: _core._LoopWaker) -> None
         if not loop.is_running() and not loop.is_closed():
             w.kill()
             loop.remove_reader(w.fileno())
+            for fn in _on_close.pop(loop, ()):
+                fn()
         close()
 
     try:
@@ -76,12 +82,19 @@ def _kill_on_close(loop: asyncio.AbstractEventLoop, w: _core._LoopWaker) -> None
         pass
 
 
+def on_close(loop: asyncio.AbstractEventLoop, fn: Any) -> None:
+    """Runs ``fn()`` when ``loop`` (whose waker exists) is closed."""
+    _on_close.setdefault(loop, []).append(fn)
+
+
 def _sweep() -> None:
     """Wakers of closed loops stop listening: their wake-ups go to the next waiter."""
     for loop, w in list(_wakers.items()):
         if loop.is_closed():
             w.kill()
             del _wakers[loop]
+            for fn in _on_close.pop(loop, ()):
+                fn()
 
 
 # A timeout resolves the round's future with this (cancelling would look like the caller's

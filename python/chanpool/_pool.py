@@ -11,7 +11,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextvars
 import logging
-from typing import Any, Callable, Literal, Optional, TypeVar
+from collections import deque
+from typing import Any, AsyncIterator, Callable, Iterator, Literal, Optional, TypeVar
 
 from chanpool import _core
 from chanpool._context import Context, _run_in
@@ -87,6 +88,25 @@ class WorkerPool(_core.WorkerPool, cf.ThreadPoolExecutor):  # type: ignore[misc,
             raise TypeError(f"run() needs a callable, got {type(fn).__name__}")
         return self.submit(contextvars.copy_context().run, fn, *args, **kwargs)
 
+    def map_async(
+        self, fn: Callable[..., _T], /, *iterables: Any, buffersize: Optional[int] = None
+    ) -> AsyncIterator[_T]:
+        """For coroutines: ``async for r in pool.map_async(fn, items)`` yields fn's results in
+        order, with at most ``buffersize`` calls (default 2 x max_workers) submitted and not
+        yet yielded; the iterables are read as results are taken. Each result is a native
+        Future await. An error is raised at its item; leaving early cancels what is queued."""
+        if not callable(fn):
+            raise TypeError(f"map_async() needs a callable, got {type(fn).__name__}")
+        if buffersize is None:
+            n = 2 * self.max_workers
+        elif isinstance(buffersize, bool) or not isinstance(buffersize, int):
+            raise TypeError(f"buffersize must be an int, got {type(buffersize).__name__}")
+        elif buffersize < 1:
+            raise ValueError(f"buffersize must be at least 1, got {buffersize}")
+        else:
+            n = buffersize
+        return _map_async(self, fn, zip(*iterables, strict=False), n)
+
     def submit_with(
         self, context: Context, fn: Callable[..., _T], /, *args: Any, **kwargs: Any
     ) -> Future[_T]:
@@ -101,3 +121,24 @@ class WorkerPool(_core.WorkerPool, cf.ThreadPoolExecutor):  # type: ignore[misc,
         unregister = context.on_cancel(fut.cancel)
         fut.add_done_callback(lambda _: unregister())
         return fut
+
+
+async def _map_async(
+    pool: WorkerPool, fn: Callable[..., _T], args: Iterator[tuple[Any, ...]], n: int
+) -> AsyncIterator[_T]:
+    """map_async's iterator: a window of ``n`` futures, refilled as each result is taken."""
+    window: deque[Future[_T]] = deque()
+    try:
+        for a in args:
+            window.append(pool.submit(fn, *a))
+            if len(window) >= n:
+                break
+        while window:
+            r = await window.popleft()
+            nxt = next(args, None)
+            if nxt is not None:
+                window.append(pool.submit(fn, *nxt))
+            yield r
+    finally:
+        for f in window:
+            f.cancel()

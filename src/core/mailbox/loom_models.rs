@@ -206,3 +206,60 @@ fn loom_readers_pass_the_wake_on() {
         assert_eq!(got, vec![0, 1]);
     });
 }
+
+/// A coroutine reader registering on an empty pull mailbox while a publisher pushes: it gets
+/// the message at once or is woken for it (no lost wake-up between the try and the push).
+#[test]
+fn loom_aio_reader_register_vs_push() {
+    use crate::core::notify::testing::Counter;
+    loom::model(|| {
+        let mb = Arc::new(Mailbox::new(1, Overflow::Block, 0));
+        let (n, r) = Counter::new();
+        let mb2 = Arc::clone(&mb);
+        let t = thread::spawn(move || matches!(mb2.push(1), Push::Queued { .. }));
+        let got = mb.pop_or_register(&r, false).ok();
+        assert!(t.join().unwrap());
+        match got {
+            Some(v) => assert_eq!(v, 1),
+            None => {
+                assert_eq!(n.woken(), 1);
+                assert_eq!(mb.try_pop(), Ok(1));
+            }
+        }
+    });
+}
+
+/// A coroutine publisher registering for room on a full Block mailbox while a reader pops: it
+/// queues at once or is woken for the room; a woken reader that gives up passes its wake on.
+#[test]
+fn loom_aio_room_register_vs_pop_and_reader_leave() {
+    use crate::core::notify::testing::Counter;
+    loom::model(|| {
+        let mb = Arc::new(Mailbox::new(1, Overflow::Block, 0));
+        assert!(matches!(mb.push(1), Push::Queued { .. }));
+        let (n, r) = Counter::new();
+        let mb2 = Arc::clone(&mb);
+        let t = thread::spawn(move || mb2.try_pop());
+        let pushed = match mb.push_or_register(2, &r) {
+            Push::Queued { .. } => true,
+            Push::Full(2) => false,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(t.join().unwrap(), Ok(1));
+        if !pushed {
+            assert_eq!(n.woken(), 1);
+            assert!(matches!(mb.push_or_register(2, &r), Push::Queued { .. }));
+        }
+        // Two coroutine readers registered; the first is woken, leaves: the second gets it.
+        assert_eq!(mb.try_pop(), Ok(2));
+        let (_a, ra) = Counter::new();
+        let (b, rb) = Counter::new();
+        assert_eq!(mb.pop_or_register(&ra, false), Err(false));
+        assert_eq!(mb.pop_or_register(&rb, false), Err(false));
+        let mb3 = Arc::clone(&mb);
+        let t = thread::spawn(move || matches!(mb3.push(3), Push::Queued { .. }));
+        mb.leave_readers(&ra);
+        assert!(t.join().unwrap());
+        assert_eq!(b.woken(), 1);
+    });
+}

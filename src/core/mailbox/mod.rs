@@ -10,7 +10,11 @@
 //! they wait for (full to not full: every blocked pusher; empty to not empty: one reader, which
 //! passes the wake on while messages remain), not on every pop or push: a woken thread takes a
 //! while to get the lock, and notifying it again meanwhile is one system call per message.
+//! Coroutines wait with notify-only registrations (`core::notify`) kept next to the condvars
+//! and woken on the same transitions: `aio_readers` (empty to not empty, passed on like the
+//! threads' wake) and `aio_room` (full to not full: all of them).
 
+use crate::core::notify::{NotifyQueue, Registration};
 use crate::core::sync::atomic::{AtomicU64, Ordering};
 use crate::core::sync::{Condvar, Mutex};
 use crate::core::wait::{in_slices, Hook};
@@ -68,9 +72,13 @@ pub enum Push<M> {
 
 struct Inner<M> {
     queue: VecDeque<M>,
-    /// Consumer runs scheduled or running.
+    /// Consumer runs scheduled or running (and messages async consumers are handling).
     active: usize,
     closed: bool,
+    /// Coroutines waiting for a message (pull `get_async`, async handlers' consumers).
+    aio_readers: NotifyQueue,
+    /// Coroutines waiting for room (`publish_async` under Block).
+    aio_room: NotifyQueue,
 }
 
 pub struct Mailbox<M> {
@@ -93,6 +101,8 @@ impl<M> Mailbox<M> {
                 queue: VecDeque::new(),
                 active: 0,
                 closed: false,
+                aio_readers: NotifyQueue::default(),
+                aio_room: NotifyQueue::default(),
             }),
             not_full: Condvar::new(),
             not_empty: Condvar::new(),
@@ -117,6 +127,9 @@ impl<M> Mailbox<M> {
         if self.workers == 0 && g.queue.len() == 1 {
             // Empty to not empty: one reader; it wakes the next if more is left (`took`).
             self.not_empty.notify_one();
+            if !g.aio_readers.is_empty() {
+                g.aio_readers.wake_one();
+            }
         }
         schedule
     }
@@ -127,21 +140,29 @@ impl<M> Mailbox<M> {
     /// none is left asleep while there is room. Past capacity (`push_force`) the pops that
     /// leave it still full wake nobody.
     #[inline]
-    fn made_room(&self, g: &Inner<M>) {
+    fn made_room(&self, g: &mut Inner<M>) {
         if g.queue.len() + 1 == self.capacity {
             self.not_full.notify_all();
+            if !g.aio_room.is_empty() {
+                g.aio_room.wake_all();
+            }
         }
     }
 
     /// A pull reader took one message: room for pushers, the next reader if more is queued
     /// (the empty-to-not-empty wake went to one reader only), the drain once empty.
     #[inline]
-    fn took(&self, g: &Inner<M>) {
+    fn took(&self, g: &mut Inner<M>) {
         self.made_room(g);
         if g.queue.is_empty() {
-            self.idle.notify_all();
+            if g.active == 0 {
+                self.idle.notify_all();
+            }
         } else {
             self.not_empty.notify_one();
+            if !g.aio_readers.is_empty() {
+                g.aio_readers.wake_one();
+            }
         }
     }
 
@@ -244,7 +265,7 @@ impl<M> Mailbox<M> {
         let mut g = self.inner.lock();
         match g.queue.pop_front() {
             Some(m) => {
-                self.made_room(&g);
+                self.made_room(&mut g);
                 Some(m)
             }
             None => {
@@ -276,7 +297,7 @@ impl<M> Mailbox<M> {
         loop {
             // Looked at once more after a timeout: the wake passed on by `took` is not lost.
             if let Some(m) = g.queue.pop_front() {
-                self.took(&g);
+                self.took(&mut g);
                 return Ok(m);
             }
             if g.closed {
@@ -295,10 +316,97 @@ impl<M> Mailbox<M> {
         let mut g = self.inner.lock();
         match g.queue.pop_front() {
             Some(m) => {
-                self.took(&g);
+                self.took(&mut g);
                 Ok(m)
             }
             None => Err(g.closed),
+        }
+    }
+
+    /// `try_pop`; with `handle`, the message counts as active until `handled`.
+    pub fn try_pop_handled(&self, handle: bool) -> Result<M, bool> {
+        let mut g = self.inner.lock();
+        match g.queue.pop_front() {
+            Some(m) => {
+                if handle {
+                    g.active += 1;
+                }
+                self.took(&mut g);
+                Ok(m)
+            }
+            None => Err(g.closed),
+        }
+    }
+
+    /// A coroutine's pop (pull mailboxes): the next message, or (empty, not closed) `r` is
+    /// registered to be woken when one comes, in the same critical section. With `handle`, the
+    /// message counts as active until `handled` (async handlers: a drain waits for it).
+    /// Err(true) when closed and empty, Err(false) when registered.
+    pub fn pop_or_register(&self, r: &Registration, handle: bool) -> Result<M, bool> {
+        let mut g = self.inner.lock();
+        match g.queue.pop_front() {
+            Some(m) => {
+                if handle {
+                    g.active += 1;
+                }
+                self.took(&mut g);
+                Ok(m)
+            }
+            None if g.closed => Err(true),
+            None => {
+                g.aio_readers.push(r);
+                Err(false)
+            }
+        }
+    }
+
+    /// An async consumer finished the message `pop_or_register(.., true)` gave it.
+    pub fn handled(&self) {
+        let mut g = self.inner.lock();
+        g.active -= 1;
+        if g.active == 0 && g.queue.is_empty() {
+            self.idle.notify_all();
+        }
+    }
+
+    /// A coroutine's push under Block: queues `m` if there is room; when full, registers `r`
+    /// to be woken on the transition to not full (in the same critical section) and gives the
+    /// message back as Full. Other policies behave as `push`.
+    pub fn push_or_register(&self, m: M, r: &Registration) -> Push<M> {
+        if self.overflow != Overflow::Block {
+            return self.push(m);
+        }
+        let mut g = self.inner.lock();
+        match self.put(&mut g, m) {
+            Ok(done) => done,
+            Err(m) => {
+                g.aio_room.push(r);
+                Push::Full(m)
+            }
+        }
+    }
+
+    /// A coroutine stops waiting for a message: a wake-up it got and did not use goes to the
+    /// next reader (a coroutine, and a thread).
+    pub fn leave_readers(&self, r: &Registration) {
+        let mut g = self.inner.lock();
+        if g.aio_readers.leave(r) && !g.queue.is_empty() {
+            self.not_empty.notify_one();
+        }
+    }
+
+    /// A coroutine stops waiting for room (room wake-ups go to every waiter: none is owed,
+    /// passing one on only makes another waiter look again).
+    pub fn leave_room(&self, r: &Registration) {
+        self.inner.lock().aio_room.leave(r);
+    }
+
+    /// A reader's wake-up reached an event loop that closed before using it: pass it on.
+    pub fn pass_on_reader(&self) {
+        let mut g = self.inner.lock();
+        if !g.queue.is_empty() || g.closed {
+            self.not_empty.notify_one();
+            g.aio_readers.wake_one();
         }
     }
 
@@ -309,6 +417,8 @@ impl<M> Mailbox<M> {
         self.not_full.notify_all();
         self.not_empty.notify_all();
         self.idle.notify_all();
+        g.aio_readers.wake_all();
+        g.aio_room.wake_all();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -320,6 +430,10 @@ impl<M> Mailbox<M> {
         let mut g = self.inner.lock();
         let v: Vec<M> = g.queue.drain(..).collect();
         self.not_full.notify_all();
+        g.aio_room.wake_all();
+        if g.active == 0 {
+            self.idle.notify_all();
+        }
         v
     }
 
@@ -328,7 +442,8 @@ impl<M> Mailbox<M> {
         let deadline = crate::core::wait::deadline_after(timeout);
         let mut g = self.inner.lock();
         loop {
-            let idle = g.queue.is_empty() && (self.workers == 0 || g.active == 0);
+            // A pull mailbox's `active` counts only messages async handlers are handling.
+            let idle = g.queue.is_empty() && g.active == 0;
             if idle {
                 return true;
             }
@@ -358,6 +473,7 @@ impl<M> Mailbox<M> {
         let mut g = self.inner.try_lock()?;
         let v: Vec<M> = g.queue.drain(..).collect();
         self.not_full.notify_all();
+        g.aio_room.wake_all();
         Some(v)
     }
 }

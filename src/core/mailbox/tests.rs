@@ -178,3 +178,54 @@ fn push_blocking_waits_for_room_and_gives_the_message_back_when_the_hook_stops_i
         Push::Closed(4)
     ));
 }
+
+#[test]
+fn aio_readers_woken_on_empty_to_not_empty_and_passed_on() {
+    use crate::core::notify::testing::Counter;
+    let m = Mailbox::new(4, Overflow::Block, 0);
+    let (a, ra) = Counter::new();
+    let (b, rb) = Counter::new();
+    assert_eq!(m.pop_or_register(&ra, false), Err(false));
+    assert_eq!(m.pop_or_register(&rb, false), Err(false));
+    m.push(1);
+    m.push(2);
+    // One wake on the transition, none per push.
+    assert_eq!((a.woken(), b.woken()), (1, 0));
+    // The woken one takes a message and more is left: the next reader is woken.
+    assert_eq!(m.pop_or_register(&ra, false), Ok(1));
+    assert_eq!(b.woken(), 1);
+    assert_eq!(m.try_pop(), Ok(2));
+    // A cancelled woken reader passes its wake on; a queued one leaves quietly.
+    let (c, rc) = Counter::new();
+    let (d, rd) = Counter::new();
+    assert_eq!(m.pop_or_register(&rc, false), Err(false));
+    assert_eq!(m.pop_or_register(&rd, false), Err(false));
+    m.leave_readers(&rd);
+    m.push(3);
+    assert_eq!((c.woken(), d.woken()), (1, 0));
+    m.close();
+    assert_eq!(m.try_pop(), Ok(3));
+    assert_eq!(m.pop_or_register(&rc, false), Err(true));
+}
+
+#[test]
+fn aio_room_and_handled_count_for_drain() {
+    use crate::core::notify::testing::Counter;
+    let m = Mailbox::new(1, Overflow::Block, 0);
+    let (a, ra) = Counter::new();
+    let (b, rb) = Counter::new();
+    assert!(matches!(m.push_or_register(1, &ra), Push::Queued { .. }));
+    assert!(matches!(m.push_or_register(2, &ra), Push::Full(2)));
+    assert!(matches!(m.push_or_register(3, &rb), Push::Full(3)));
+    // Full to not full wakes every room waiter.
+    assert_eq!(m.pop_or_register(&ra, true), Ok(1));
+    assert_eq!((a.woken(), b.woken()), (1, 1));
+    // The message being handled keeps the mailbox busy for a drain.
+    assert!(!m.wait_idle(Duration::from_millis(1)));
+    m.handled();
+    assert!(m.wait_idle(Duration::from_millis(1)));
+    // Other policies ignore the registration.
+    let d = Mailbox::new(1, Overflow::DropNewest, 0);
+    d.push(1);
+    assert!(matches!(d.push_or_register(2, &ra), Push::Dropped(2)));
+}

@@ -4,7 +4,7 @@ use super::delivery::{BusInner, Extra, Handlers};
 use super::dispatch::dispatch_main;
 use super::routes::Routes;
 use super::subscription::Subscription;
-use super::{closed_error, exit, Sub, EAGER, IN_DISPATCH};
+use super::{aio, closed_error, exit, Sub, EAGER, IN_DISPATCH};
 use crate::core::broker::{Broker, SubOptions};
 use crate::core::mailbox::{Mailbox, Overflow};
 use crate::core::pool::Pool;
@@ -92,8 +92,8 @@ impl PubSub {
     /// Subscribes `handler(message)` to a NATS-style pattern; without a handler, a pull
     /// subscription to iterate or `get()` from.
     #[pyo3(
-        signature = (pattern, handler=Callback(None), *, capacity=Count::of(1024), overflow=Overflow::Block, workers=Count::ONE, group=Group(None), on_error=Callback(None), rate_limit=RateLimit(None)),
-        text_signature = "($self, pattern, handler=None, *, capacity=1024, overflow='block', workers=1, group=None, on_error=None, rate_limit=None)"
+        signature = (pattern, handler=Callback(None), *, capacity=Count::of(1024), overflow=Overflow::Block, workers=Count::ONE, group=Group(None), on_error=Callback(None), rate_limit=RateLimit(None), r#loop=None),
+        text_signature = "($self, pattern, handler=None, *, capacity=1024, overflow='block', workers=1, group=None, on_error=None, rate_limit=None, loop=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn subscribe(
@@ -106,8 +106,10 @@ impl PubSub {
         group: Group,
         on_error: Callback,
         rate_limit: RateLimit,
-    ) -> PyResult<Subscription> {
+        r#loop: Option<Py<PyAny>>,
+    ) -> PyResult<Py<Subscription>> {
         let me = slf.get();
+        let py = slf.py();
         let (handler, on_error, group, rate) = (handler.0, on_error.0, group.0, rate_limit.0);
         me.check()?;
         if me.inner.closed.load(Ordering::Acquire) {
@@ -125,28 +127,82 @@ impl PubSub {
             ));
         }
         let pull = handler.is_none();
+        // An async handler: the loop its consumers run on (None: a plain handler). Its
+        // mailbox is read like a pull one, by `workers` consumer tasks on that loop.
+        let aio_loop = match &handler {
+            Some(h) => aio::handler_loop(py, h, r#loop)?,
+            None if r#loop.is_some() => {
+                return Err(PyValueError::new_err("loop= is for async handlers"))
+            }
+            None => None,
+        };
         let opts = SubOptions {
             capacity,
             overflow,
-            workers: if pull { 0 } else { workers },
+            workers: if pull || aio_loop.is_some() {
+                0
+            } else {
+                workers
+            },
             group,
         };
+        let start = aio_loop.as_ref().map(|l| {
+            let h = handler.as_ref().map(|h| h.clone_ref(py));
+            let r = rate.as_ref().map(|r| r.clone_ref(py));
+            (l.clone_ref(py), h, r)
+        });
         let extra = Extra {
             handlers: RwLock::new(Handlers {
                 handler,
                 on_error,
                 rate,
+                aio_loop,
             }),
             bus: Arc::downgrade(&me.inner),
             totals: Arc::clone(&me.inner.totals),
         };
         let sub = me.inner.broker.subscribe(pattern, opts, extra);
-        Ok(Subscription {
+        let s = Subscription {
             sub,
             bus: slf.clone().unbind(),
             pull,
             born: Born::now(),
-        })
+        };
+        let Some((l, h, r)) = start else {
+            return Py::new(py, s);
+        };
+        let s = Bound::new(py, s)?;
+        let started = aio::coroutine(py, "start").and_then(|f| f.call1((&s, l, h, workers, r)));
+        if let Err(e) = started {
+            me.inner.end(&s.get().sub);
+            return Err(e);
+        }
+        Ok(s.unbind())
+    }
+
+    /// Publishes from a coroutine: as publish, but under overflow="block" it waits for room
+    /// on the event loop (registered, not blocking it). Cancelled: not published to the
+    /// subscriptions it had not reached yet.
+    #[pyo3(signature = (topic, data=None))]
+    fn publish_async<'py>(
+        slf: &Bound<'py, Self>,
+        topic: &Bound<'py, PyString>,
+        data: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        slf.get().check()?;
+        aio::coroutine(py, "publish")?.call1((slf, topic, data))
+    }
+
+    fn _aio_publish(
+        &self,
+        py: Python<'_>,
+        topic: &Bound<'_, PyString>,
+        data: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        self.check()?;
+        let data = data.unwrap_or_else(|| py.None());
+        aio::publish(py, &self.inner, topic, data)
     }
 
     /// Publishes `data` on `topic`; returns how many subscriptions it was queued to.
@@ -171,6 +227,12 @@ impl PubSub {
         if self.born.inherited() {
             return Ok(false);
         }
+        if drain && aio::on_a_handlers_loop(py, &self.inner)? {
+            return Err(PyRuntimeError::new_err(
+                "close(drain=True) on the event loop of an async handler would wait for that \
+                 loop; use await bus.close_async() or close(drain=False)",
+            ));
+        }
         if drain && IN_DISPATCH.with(Cell::get) {
             return Err(PyRuntimeError::new_err(
                 "close(drain=True) from inside a handler would wait for that handler; \
@@ -180,6 +242,17 @@ impl PubSub {
         let r = self.inner.shutdown(py, drain, drain, timeout.deadline);
         log::debug!(target: "chanpool", "PubSub closed");
         r
+    }
+
+    /// close() from a coroutine: the drain waits on a thread of the loop's default executor
+    /// while the loop keeps running the async handlers it waits for.
+    #[pyo3(signature = (drain=true, timeout=None))]
+    fn close_async<'py>(
+        slf: &Bound<'py, Self>,
+        drain: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        aio::coroutine(slf.py(), "close")?.call1((slf, drain, timeout))
     }
 
     #[getter]
@@ -272,7 +345,11 @@ impl<M: Traverse> Traverse for Mailbox<M> {
     }
 }
 
-gc_fields!(Handlers { handler, on_error });
+gc_fields!(Handlers {
+    handler,
+    on_error,
+    aio_loop
+});
 
 /// `__clear__` takes every subscription's callables and queued messages (those counted as
 /// discarded), skipping what is locked.
@@ -282,7 +359,7 @@ impl Clear for BusInner {
         for s in self.broker.try_subscriptions().unwrap_or_default() {
             if let Some(mut h) = s.extra.handlers.try_write() {
                 let h = std::mem::take(&mut *h);
-                taken.extend(h.handler.into_iter().chain(h.on_error));
+                taken.extend(h.handler.into_iter().chain(h.on_error).chain(h.aio_loop));
                 taken.extend(h.rate.map(Py::into_any));
             }
             if let Some(left) = s.mailbox.try_clear() {

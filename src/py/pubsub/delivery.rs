@@ -24,6 +24,8 @@ pub(super) struct Handlers {
     pub(super) on_error: Option<Py<PyAny>>,
     /// rate_limit: each handler call first takes a token. Holds no Python references.
     pub(super) rate: Option<Py<TokenBucket>>,
+    /// An async handler's event loop (its consumer tasks run there).
+    pub(super) aio_loop: Option<Py<PyAny>>,
 }
 
 pub struct Extra {
@@ -84,7 +86,7 @@ pub struct BusInner {
 }
 
 /// What one delivery attempt did with a message.
-enum Offer {
+pub(super) enum Offer {
     /// Queued (under drop_oldest perhaps in place of an older message).
     Queued,
     /// Dropped and counted: drop_newest, or the bus closed under the publish.
@@ -97,7 +99,7 @@ enum Offer {
 
 /// What one publish did, subscription by subscription.
 #[derive(Default)]
-struct Tally {
+pub(super) struct Tally {
     queued: usize,
     /// Subscriptions that have the message or counted it as dropped.
     reached: usize,
@@ -108,7 +110,7 @@ struct Tally {
 impl Tally {
     /// Records one offer; false if the subscription had ended (try another group member).
     #[inline(always)]
-    fn add(&mut self, o: Offer, sub: &Sub) -> bool {
+    pub(super) fn add(&mut self, o: Offer, sub: &Sub) -> bool {
         match o {
             Offer::Queued => self.queued += 1,
             Offer::Dropped => {}
@@ -200,7 +202,12 @@ impl BusInner {
                 },
             };
         }
-        Ok(match r {
+        Ok(self.settle(sub, r))
+    }
+
+    /// Counts and schedules what a push did (any outcome but a Block wait's Full).
+    pub(super) fn settle(&self, sub: &Arc<Sub>, r: Push<Py<Message>>) -> Offer {
+        match r {
             Push::Queued { schedule } => {
                 self.count_push();
                 if schedule {
@@ -232,8 +239,14 @@ impl BusInner {
                     Offer::Gone // unsubscribed meanwhile: as if published just after
                 }
             }
-            Push::Full(_) => unreachable!("a Block push only returns Full on timeout"),
-        })
+            Push::Full(_) => match sub.mailbox.overflow() {
+                Overflow::Error => {
+                    sub.count_dropped(1);
+                    Offer::Full
+                }
+                _ => unreachable!("a Block push only returns Full on timeout"),
+            },
+        }
     }
 
     /// The route of a topic object not in the fast cache: validated unless the broker knows
@@ -252,6 +265,15 @@ impl BusInner {
         Ok(route)
     }
 
+    /// The route of `topic` (fast cache first); raises for an invalid topic.
+    #[inline(always)]
+    pub(super) fn route_of(&self, topic: &Bound<'_, PyString>) -> PyResult<Arc<BusRoute>> {
+        match self.routes.get(topic, self.broker.generation()) {
+            Some(r) => Ok(r),
+            None => self.route_slow(topic),
+        }
+    }
+
     pub(super) fn publish(
         &self,
         py: Python<'_>,
@@ -261,10 +283,7 @@ impl BusInner {
         if !self.accepting() {
             return Err(closed_error());
         }
-        let route = match self.routes.get(topic, self.broker.generation()) {
-            Some(r) => r,
-            None => self.route_slow(topic)?,
-        };
+        let route = self.route_of(topic)?;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         if route.is_empty() {
             self.unrouted.fetch_add(1, Ordering::Relaxed);
@@ -301,6 +320,12 @@ impl BusInner {
                 }
             }
         }
+        self.report(py, tally)
+    }
+
+    /// A publish's result: how many subscriptions queued it, or QueueFull naming the full
+    /// overflow="error" ones.
+    pub(super) fn report(&self, py: Python<'_>, tally: Tally) -> PyResult<usize> {
         if tally.reached == 0 {
             self.unrouted.fetch_add(1, Ordering::Relaxed);
         }

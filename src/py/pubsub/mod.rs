@@ -3,6 +3,7 @@
 //! keeps the subscriber's order). Like WorkerPool's, dispatch threads attach once and let go of
 //! the GIL only to wait for work.
 
+mod aio;
 mod bus;
 mod delivery;
 mod dispatch;

@@ -1,9 +1,12 @@
 //! The Python-facing handle on one subscription: push or pull (iterate it or call get()).
 
+use super::aio;
 use super::bus::PubSub;
+use super::dispatch::handler_failed;
 use super::message::Message;
-use super::Sub;
+use super::{Sub, IN_DISPATCH};
 use crate::core::wait::next_slice;
+use crate::py::aio::{self as pyaio, LoopWaker};
 use crate::py::args::Timeout;
 use crate::py::errors;
 use crate::py::gc::{gc_fields, Traverse};
@@ -29,6 +32,17 @@ pub struct Subscription {
 
 gc_fields!(Subscription { bus });
 
+impl Subscription {
+    fn pull_only(&self, what: &str) -> PyResult<()> {
+        if self.pull {
+            return Ok(());
+        }
+        Err(PyTypeError::new_err(format!(
+            "{what} is for pull subscriptions (subscribe without a handler)"
+        )))
+    }
+}
+
 #[pymethods]
 impl Subscription {
     #[getter]
@@ -48,10 +62,25 @@ impl Subscription {
 
     /// Stops delivery; messages still queued for this subscription are discarded. (A no-op in
     /// a child process: the subscription belongs to the parent.)
-    fn unsubscribe(&self) {
-        if !self.born.inherited() {
-            self.bus.get().inner.end(&self.sub);
+    /// An async handler's subscription, unsubscribed off its loop's thread, also waits for
+    /// the coroutines in progress (while that loop runs).
+    fn unsubscribe(&self, py: Python<'_>) -> PyResult<()> {
+        if self.born.inherited() {
+            return Ok(());
         }
+        self.bus.get().inner.end(&self.sub);
+        let aio_loop = self
+            .sub
+            .extra
+            .handlers
+            .read()
+            .aio_loop
+            .as_ref()
+            .map(|l| l.clone_ref(py));
+        if let Some(l) = aio_loop {
+            aio::wait_handled(py, &self.sub, l.bind(py))?;
+        }
+        Ok(())
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -115,13 +144,108 @@ impl Subscription {
         }
     }
 
+    // asyncio (see py/pubsub/aio.rs and chanpool/_aio_pubsub.py).
+
+    /// Pull subscriptions, from a coroutine: the next message, waiting on the event loop up to
+    /// `timeout` seconds (queue.Empty, chanpool.Closed as get()); a cancelled get consumes
+    /// nothing.
+    #[pyo3(signature = (timeout=Timeout::FOREVER), text_signature = "($self, timeout=None)")]
+    fn get_async<'py>(slf: &Bound<'py, Self>, timeout: Timeout) -> PyResult<Bound<'py, PyAny>> {
+        slf.get().pull_only("get_async()")?;
+        aio::coroutine(slf.py(), "get")?.call1((slf, pyaio::secs(timeout)))
+    }
+
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyResult<PyRef<'_, Self>> {
+        slf.pull_only("async for")?;
+        Ok(slf)
+    }
+
+    /// `async for` gets until the subscription has ended and nothing is left, like iteration.
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        aio::coroutine(slf.py(), "anext")?.call1((slf,))
+    }
+
+    fn _aio_get(
+        &self,
+        py: Python<'_>,
+        waker: PyRef<'_, LoopWaker>,
+        fut: Py<PyAny>,
+        handle: bool,
+    ) -> PyResult<(Py<PyAny>, bool)> {
+        self.born.check("Subscription")?;
+        let r = aio::get(py, &self.sub, &waker, fut, handle)?;
+        if r.1 && !handle {
+            self.sub.count_delivered();
+        }
+        Ok(r)
+    }
+
+    /// The next message if one is queued (None if not); chanpool.Closed once ended and empty.
+    fn _aio_try(&self, py: Python<'_>, handle: bool) -> PyResult<Option<Py<Message>>> {
+        self.born.check("Subscription")?;
+        match self.sub.mailbox.try_pop_handled(handle) {
+            Ok(m) => {
+                if !handle {
+                    self.sub.count_delivered();
+                }
+                Ok(Some(m))
+            }
+            Err(false) => Ok(None),
+            Err(true) => Err(errors::closed(py, "the subscription has ended")),
+        }
+    }
+
+    fn _aio_leave(&self, wait: PyRef<'_, aio::SubWait>) {
+        aio::leave(&self.sub, &wait);
+    }
+
+    /// An async handler finished `msg` (`error`: what it raised, to on_error / dead letters).
+    fn _aio_done(&self, py: Python<'_>, msg: Py<Message>, error: Option<Bound<'_, PyAny>>) {
+        match error {
+            None => self.sub.count_delivered(),
+            Some(e) => {
+                let on_error = self
+                    .sub
+                    .extra
+                    .handlers
+                    .read()
+                    .on_error
+                    .as_ref()
+                    .map(|x| x.clone_ref(py));
+                // As on a dispatch thread: a dead letter never waits for room (the loop
+                // waiting for itself), and is accepted while close(drain=True) delivers.
+                let was = IN_DISPATCH.with(|c| c.replace(true));
+                handler_failed(py, &self.sub, on_error.as_ref(), msg, PyErr::from_value(e));
+                IN_DISPATCH.with(|c| c.set(was));
+            }
+        }
+        self.sub.mailbox.handled();
+    }
+
+    /// An async handler's call was cancelled (its loop is going away): the message counts as
+    /// dropped.
+    fn _aio_dropped(&self) {
+        self.sub.count_dropped(1);
+        self.sub.mailbox.handled();
+    }
+
+    /// The consumers of an async subscription are gone (their loop stopped or closed): the
+    /// subscription ends; what is still queued is discarded and counted (returned).
+    fn _aio_abandon(&self) -> usize {
+        let bus = &self.bus.get().inner;
+        let n = self.sub.mailbox.pending();
+        bus.end(&self.sub);
+        bus.discarded.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+
     fn __enter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
-    fn __exit__(&self, _t: ExitArg, _e: ExitArg, _tb: ExitArg) -> bool {
-        self.unsubscribe();
-        false
+    fn __exit__(&self, py: Python<'_>, _t: ExitArg, _e: ExitArg, _tb: ExitArg) -> PyResult<bool> {
+        self.unsubscribe(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {
