@@ -96,6 +96,20 @@ def native_thread_names() -> list:
     return names
 
 
+def no_native_threads(prefix: str) -> None:
+    """Waits until no OS thread whose name starts with prefix is listed in /proc.
+
+    For threads already joined: pthread_join returns when the kernel clears the thread's id
+    (early in its exit), and its /proc/self/task entry goes only when the kernel reaps it a
+    moment later, so a joined thread can still be listed. Joining is what the caller checks
+    (stats' workers == 0); this checks that the threads really end.
+    """
+    wait_until(
+        lambda: not [n for n in native_thread_names() if n.startswith(prefix)],
+        what=f"OS threads named {prefix}* to be reaped",
+    )
+
+
 def comm(name: str) -> str:
     return name[:15]
 

@@ -21,6 +21,7 @@ from helpers import (
     comm,
     exact,
     native_thread_names,
+    no_native_threads,
     settled,
     top_frame_is,
     wait_until,
@@ -309,7 +310,7 @@ def test_saturation(make_pool):
     assert p.stats()["workers"] <= 4
     p.shutdown()
     exact(p, submitted=60, completed=60, workers=0)
-    assert not [n for n in native_thread_names() if n.startswith("cpsat_")]
+    no_native_threads("cpsat_")
 
 
 def test_thread_name_prefix_and_names(make_pool):

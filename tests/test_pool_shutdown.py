@@ -11,7 +11,7 @@ import threading
 
 import chanpool
 import pytest
-from helpers import exact, native_thread_names, settled, wait_until, watchdog
+from helpers import exact, native_thread_names, no_native_threads, settled, wait_until, watchdog
 
 
 def mul(x, y):
@@ -75,7 +75,7 @@ def test_context_manager(make_pool):
     assert all(f.done() for f in fs)
     results = [f.result() for f in fs]
     assert results == [spin(1000 + i) for i in range(50)]
-    assert worker_threads(prefix) == []
+    no_native_threads(prefix + "_")
     exact(p, submitted=50, completed=50, workers=0, running=0, queued=0, idle=0)
     with pytest.raises(RuntimeError):
         p.submit(mul, 1, 1)
@@ -99,7 +99,7 @@ def test_shutdown_wait_true_waits_for_queued_and_running(make_pool):
     watchdog(lambda: p.shutdown(wait=True), what="shutdown(wait=True)")
     assert all(f.done() for f in fs)
     assert {f.result() for f in fs} == {spin(20000)}
-    assert worker_threads(prefix) == []
+    no_native_threads(prefix + "_")
     exact(p, submitted=40, completed=40, workers=0, running=0, queued=0)
 
 
