@@ -300,7 +300,7 @@ def main() -> None:
     cases.append(
         Case("pull subscription, async for", n, "call_soon_threadsafe", rounds(pull, args.repeat))
     )
-    report("bench/asyncio.py", args, cases, started)
+    report("bench/aio.py", args, cases, started)
 
 
 if __name__ == "__main__":
