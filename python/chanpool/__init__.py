@@ -29,6 +29,7 @@ from chanpool._core import (
     fan_in,
     select,
 )
+from chanpool._aio_select import select_async
 from chanpool._errors import Closed, QueueFull, ShutDown
 from chanpool._future import Future
 from chanpool._pipeline import fan_out, pipeline
@@ -60,4 +61,5 @@ __all__ = [
     "pipeline",
     "run_with_timeout",
     "select",
+    "select_async",
 ]

@@ -63,6 +63,10 @@ impl Notify for Wake {
         let q = Arc::clone(&self.queue);
         q.push(self)
     }
+
+    fn listening(&self) -> bool {
+        !self.queue.pending.lock().dead
+    }
 }
 
 fn nonblocking(fd: &impl AsRawFd) -> std::io::Result<()> {
@@ -134,6 +138,8 @@ impl LoopWaker {
             p.dead = true;
             std::mem::take(&mut p.wakes)
         };
+        // Its registrations still queued in objects are swept out at their next push.
+        crate::core::notify::registrations_died();
         for w in lost {
             if let Some(pass_on) = &w.pass_on {
                 pass_on();
