@@ -202,7 +202,7 @@ impl<T> AsyncSelect<T> {
                 q.push(r);
             }
         }
-        self.reg = Some(Arc::clone(r));
+        self.reg = Some(std::sync::Arc::clone(r));
         if l.waits.contains(&Wait::Offer) {
             let offer = Waiter::notifying(r);
             for i in 0..cases.len() {
