@@ -94,6 +94,12 @@ impl<T> AsyncSelect<T> {
         self.reg.is_some() || self.offer.is_some()
     }
 
+    /// How many references to the round's registration this select itself holds (its own,
+    /// and its offer's), for the binding's GC rule.
+    pub fn holders(&self) -> usize {
+        usize::from(self.reg.is_some()) + usize::from(self.offer.is_some())
+    }
+
     /// One round. Ends the previous round (its offer taken: that is the outcome), tries every
     /// case and, if none is ready and `next` is given, registers `next` on every case. Returns
     /// the chosen case, or None (registered if `next` was given). Values of send cases not

@@ -8,7 +8,7 @@ use super::{Channel, Value};
 use crate::core::channel::{AsyncSelect, Case, Selected};
 use crate::core::notify::Registration;
 use crate::core::sync::Mutex;
-use crate::py::aio::{self as pyaio, LoopWaker, PassOn};
+use crate::py::aio::{self as pyaio, LoopWaker, PassOn, Wake};
 use crate::py::args::{Timeout, Truthy};
 use crate::py::gc::{gc_fields, Traverse};
 use pyo3::exceptions::PyValueError;
@@ -27,9 +27,24 @@ pub struct SelectWait {
     default: bool,
     timeout: Option<f64>,
     state: Mutex<AsyncSelect<Value>>,
+    /// The round's registration, typed (the core holds it as a Registration), for the GC.
+    wake: Mutex<Option<Arc<Wake>>>,
 }
 
 gc_fields!(SelectWait { chans, values });
+
+impl SelectWait {
+    /// The round's future, once only this select holds its registration (see Wake).
+    fn traverse_wake(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let (Some(state), Some(wake)) = (self.state.try_lock(), self.wake.try_lock()) else {
+            return Ok(());
+        };
+        match wake.as_ref() {
+            Some(w) => w.traverse_if_sole(state.holders(), visit),
+            None => Ok(()),
+        }
+    }
+}
 
 impl SelectWait {
     fn cases<'a>(&'a self, py: Python<'_>) -> PyResult<Vec<Case<'a, Value>>> {
@@ -84,6 +99,7 @@ impl SelectWait {
             default,
             timeout: pyaio::secs(timeout),
             state: Mutex::new(AsyncSelect::default()),
+            wake: Mutex::new(None),
         })
     }
 
@@ -103,10 +119,13 @@ impl SelectWait {
         fut: Option<Value>,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let mut cs = self.cases(py)?;
-        let next: Option<Registration> = match (waker, fut) {
+        let wake = match (waker, fut) {
             (Some(w), Some(f)) => Some(w.wake(f, Some(self.pass_on()))),
             _ => None,
         };
+        let next: Option<Registration> = wake.clone().map(|w| w as Registration);
+        let old = std::mem::replace(&mut *self.wake.lock(), wake);
+        drop(old);
         let r = self.state.lock().step(&mut cs, next.as_ref());
         // Unchosen send values are dropped here, attached and with no lock held.
         drop(cs);
@@ -130,6 +149,7 @@ impl SelectWait {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.traverse(&visit)
+        self.traverse(&visit)?;
+        self.traverse_wake(&visit)
     }
 }
