@@ -68,3 +68,25 @@ def test_closed_loops_with_waiters_leave_nothing_behind(caplog):
     assert full.try_recv() == (0, True)
     ch.send(7)
     assert asyncio.run(ch.recv_async()) == 7
+
+
+class _NoReaderLoop(asyncio.SelectorEventLoop):
+    """As Windows' ProactorEventLoop: no add_reader."""
+
+    def add_reader(self, *args, **kwargs):
+        raise NotImplementedError
+
+
+def test_a_loop_without_add_reader_is_a_clear_error():
+    ch = chanpool.Channel(1)
+    loop = _NoReaderLoop()
+    try:
+        with pytest.raises(RuntimeError, match="add_reader.*SelectorEventLoop"):
+            loop.run_until_complete(ch.recv_async())
+        with pytest.raises(RuntimeError, match="add_reader"):
+            loop.run_until_complete(chanpool.select_async([ch]))
+        # Nothing was registered: the value goes to a plain receiver.
+        ch.send(1)
+        assert ch.recv() == 1
+    finally:
+        loop.close()
