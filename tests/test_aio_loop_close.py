@@ -49,6 +49,7 @@ def test_closed_loops_with_waiters_leave_nothing_behind(caplog):
         loops.append(weakref.ref(loop))
         loop.close()
         del loop, t
+
     # One more registration on each object sweeps the last loop's out too.
     async def once():
         for aw in (ch.recv_async(timeout=0.001), full.send_async(3, timeout=0.001)):
@@ -81,7 +82,7 @@ def test_a_loop_without_add_reader_is_a_clear_error():
     ch = chanpool.Channel(1)
     loop = _NoReaderLoop()
     try:
-        with pytest.raises(RuntimeError, match="add_reader.*SelectorEventLoop"):
+        with pytest.raises(RuntimeError, match=r"add_reader.*SelectorEventLoop"):
             loop.run_until_complete(ch.recv_async())
         with pytest.raises(RuntimeError, match="add_reader"):
             loop.run_until_complete(chanpool.select_async([ch]))

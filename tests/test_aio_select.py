@@ -175,7 +175,7 @@ def test_unbuffered_send_case_pairs_with_a_blocked_thread_and_with_recv_async():
             ch, other = Channel(0), Channel(0)
             if k % 2:
                 box: list = []
-                th = threading.Thread(target=lambda: box.append(ch.recv()))
+                th = threading.Thread(target=lambda ch=ch, box=box: box.append(ch.recv()))
                 th.start()
                 # Whether the thread is blocked yet or not, the send pairs with it.
                 assert await select_async([other, (ch, k)]) == (1, None, True)
@@ -303,7 +303,7 @@ def test_cancellation_storm_loses_and_duplicates_nothing(cap, seed):
                         r = await select_async([a, b])
                 except TimeoutError:
                     continue
-                i, v, ok = r
+                _, v, ok = r
                 if not ok:
                     return
                 with lock:
@@ -318,7 +318,7 @@ def test_cancellation_storm_loses_and_duplicates_nothing(cap, seed):
                 if not t.done():
                     t.cancel()
                 try:
-                    i, v, ok = await t
+                    _, v, ok = await t
                 except asyncio.CancelledError:
                     continue
                 if ok:
@@ -378,6 +378,7 @@ def test_every_ready_case_is_chosen_equally_often(ready):
 
 def test_a_woken_select_chooses_uniformly_among_what_is_ready_then():
     """Both channels get a value while the select waits: it takes either, about equally."""
+
     async def main():
         counts: Counter = Counter()
         for _ in range(2000):

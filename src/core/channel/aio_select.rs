@@ -211,10 +211,10 @@ impl<T> AsyncSelect<T> {
         self.reg = Some(std::sync::Arc::clone(r));
         if l.waits.contains(&Wait::Offer) {
             let offer = Waiter::notifying(r);
-            for i in 0..cases.len() {
+            for (i, case) in cases.iter_mut().enumerate() {
                 if l.waits[i] == Wait::Offer {
                     let st = &mut *l.guards[l.lock_of[i]];
-                    cases[i].enqueue(st, &offer, i);
+                    case.enqueue(st, &offer, i);
                 }
             }
             self.offer = Some(offer);

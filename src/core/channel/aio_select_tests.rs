@@ -123,10 +123,7 @@ fn unbuffered_offer_meets_a_blocking_receiver_and_can_be_withdrawn() {
     assert!(sel.step(&mut [Case::send(&a, 9)], Some(&r)).is_none());
     assert_eq!(a.recv(None, &mut never()), Ok(9));
     // Taken before the timeout reached the channel: the send happened.
-    assert_eq!(
-        sel.leave(&mut [Case::send(&a, 9)]),
-        Some(Selected::Sent(0))
-    );
+    assert_eq!(sel.leave(&mut [Case::send(&a, 9)]), Some(Selected::Sent(0)));
     // Withdrawn before anyone took it: nothing was sent.
     assert!(sel.step(&mut [Case::send(&a, 10)], Some(&r)).is_none());
     assert_eq!(sel.leave(&mut [Case::send(&a, 10)]), None);
