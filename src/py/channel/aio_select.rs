@@ -81,7 +81,10 @@ impl SelectWait {
 #[pymethods]
 impl SelectWait {
     #[new]
-    #[pyo3(signature = (cases, timeout=Timeout::FOREVER, default=Truthy(false)))]
+    #[pyo3(
+        signature = (cases, timeout=Timeout::FOREVER, default=Truthy(false)),
+        text_signature = "(cases, timeout=None, default=False)"
+    )]
     fn py_new(cases: &Bound<'_, PyAny>, timeout: Timeout, default: Truthy) -> PyResult<Self> {
         let default = default.0;
         if default && timeout.secs.is_some() {
