@@ -5,6 +5,8 @@ Cases (each contender moves the same n items; min and median of interleaved roun
   asyncio.Queue fed with loop.call_soon_threadsafe);
 - coroutine -> thread: the reverse;
 - coroutine <-> coroutine on one loop: Channel(64) vs asyncio.Queue(64) (and aiochannel);
+- select over 2 channels on one loop: `select_async([a, b])` vs the asyncio.wait
+  FIRST_COMPLETED idiom over two asyncio.Queue gets (the losing get cancelled);
 - await pool.run(f) vs asyncio.to_thread(f), 8 in flight;
 - PubSub, a thread publishing to 10 async handlers vs an asyncio.Queue per subscriber (one
   call_soon_threadsafe per message fanning out, 10 consumer tasks);
@@ -183,6 +185,61 @@ def to_thread(n: int) -> Callable[[], None]:
     return run
 
 
+def select_chanpool(n: int) -> Callable[[], None]:
+    def run() -> None:
+        async def main() -> None:
+            a, b = chanpool.Channel(CAP), chanpool.Channel(CAP)
+
+            async def produce(ch: Any) -> None:
+                for i in range(n // 2):
+                    await ch.send_async(i)
+
+            async def consume() -> None:
+                for _ in range(n // 2 * 2):
+                    await chanpool.select_async([a, b])
+
+            await asyncio.gather(produce(a), produce(b), consume())
+
+        asyncio.run(main())
+
+    return run
+
+
+def select_wait_first(n: int) -> Callable[[], None]:
+    """The plain asyncio idiom: a get task per queue, asyncio.wait(FIRST_COMPLETED), the
+    other get cancelled (a cancelled Queue.get loses nothing)."""
+
+    def run() -> None:
+        async def main() -> None:
+            a: asyncio.Queue[int] = asyncio.Queue(CAP)
+            b: asyncio.Queue[int] = asyncio.Queue(CAP)
+
+            async def produce(q: asyncio.Queue[int]) -> None:
+                for i in range(n // 2):
+                    await q.put(i)
+
+            async def consume() -> None:
+                got = 0
+                while got < n // 2 * 2:
+                    gets = [asyncio.ensure_future(a.get()), asyncio.ensure_future(b.get())]
+                    _, pending = await asyncio.wait(gets, return_when=asyncio.FIRST_COMPLETED)
+                    for t in pending:
+                        t.cancel()
+                    for t in gets:
+                        try:
+                            await t
+                        except asyncio.CancelledError:
+                            continue
+                        # Completed (the other one too, just before its cancel): kept.
+                        got += 1
+
+            await asyncio.gather(produce(a), produce(b), consume())
+
+        asyncio.run(main())
+
+    return run
+
+
 SUBS = 10
 
 
@@ -283,6 +340,10 @@ def main() -> None:
     if aiochannel is not None:
         cc["aiochannel"] = c2c(lambda: aiochannel.Channel(CAP), "put", "get", n)
     cases.append(Case("coroutine <-> coroutine", n, "asyncio.Queue", rounds(cc, args.repeat)))
+    sel = {"asyncio.wait FIRST_COMPLETED": select_wait_first(n), "select_async": select_chanpool(n)}
+    cases.append(
+        Case("select over 2 channels", n, "asyncio.wait FIRST_COMPLETED", rounds(sel, args.repeat))
+    )
     m = scaled(8_000, args.scale)
     runs = {"asyncio.to_thread": to_thread(m), "await pool.run": pool_run(m)}
     cases.append(Case("await pool.run(f)", m, "asyncio.to_thread", rounds(runs, args.repeat)))

@@ -14,7 +14,7 @@ mod _core {
     #[pymodule_export]
     use crate::py::aio::{AioWait, LoopWaker};
     #[pymodule_export]
-    use crate::py::channel::{fan_in, select, Channel};
+    use crate::py::channel::{fan_in, select, Channel, SelectWait};
     #[pymodule_export]
     use crate::py::future::{_finish_unobserved, _wait_future};
     #[pymodule_export]

@@ -10,6 +10,7 @@ from concurrent.futures.thread import BrokenThreadPool
 # not do inside a native frame while the interpreter exits (CPython then ends the thread with a
 # forced unwind that aborts the process; ARCHITECTURE.md, the GIL rules).
 from chanpool import _aio, _aio_pubsub  # noqa: F401
+from chanpool._aio_select import select_async
 from chanpool._context import (
     Cancelled,
     Context,
@@ -60,4 +61,5 @@ __all__ = [
     "pipeline",
     "run_with_timeout",
     "select",
+    "select_async",
 ]

@@ -48,7 +48,14 @@ def waker(loop: asyncio.AbstractEventLoop) -> _core._LoopWaker:
     if w is None:
         _sweep()
         w = _core._LoopWaker()
-        loop.add_reader(w.fileno(), _drain, w)
+        try:
+            loop.add_reader(w.fileno(), _drain, w)
+        except NotImplementedError:
+            # Windows' ProactorEventLoop has no add_reader (README: Windows).
+            raise RuntimeError(
+                f"chanpool's async methods need an event loop with add_reader(); "
+                f"{type(loop).__name__} has none (on Windows use asyncio.SelectorEventLoop)"
+            ) from None
         _wakers[loop] = w
         _kill_on_close(loop, w)
     _last = (loop, w)

@@ -23,6 +23,7 @@ __all__ = [
     "_AioWait",
     "_LoopWaker",
     "_OneShot",
+    "_SelectWait",
     "_after_fork_child",
     "_after_fork_parent",
     "_before_fork",
@@ -243,6 +244,23 @@ def select(
     drained; a send case on a closed channel raises Closed. default=True returns
     (None, None, False) at once if no case is ready; a timeout raises TimeoutError.
     """
+
+@final
+class _SelectWait:
+    """A pending select_async (chanpool._aio_select): its cases and registrations."""
+
+    def __new__(
+        cls,
+        cases: Iterable[Channel[Any] | tuple[Channel[Any], Any]],
+        timeout: float | None = None,
+        default: bool = False,
+    ) -> Self: ...
+    @property
+    def timeout(self) -> float | None: ...
+    def step(
+        self, waker: _LoopWaker | None = None, fut: Any = None
+    ) -> tuple[int | None, Any, bool] | None: ...
+    def leave(self) -> tuple[int | None, Any, bool] | None: ...
 
 def fan_in(*channels: Channel[_T], capacity: int | None = 64) -> Channel[_T]:
     """Merge channels into one that closes once all of them have closed (with the first close

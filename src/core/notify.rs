@@ -19,6 +19,21 @@ use std::sync::Arc;
 pub trait Notify: Send + Sync {
     /// Tells the waiter to try again; false if it no longer listens.
     fn notify(self: Arc<Self>) -> bool;
+
+    /// Whether it still listens; false once its loop is gone (it may then be dropped unwoken).
+    fn listening(&self) -> bool {
+        true
+    }
+}
+
+/// Bumped whenever registrations stop listening (a loop closed): a queue then sweeps them out
+/// at its next push, so those of loops closed with coroutines still waiting (and the futures,
+/// tasks and loops they hold) are not kept for as long as their object lives.
+static DEATHS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Registrations stopped listening (see `Notify::listening`).
+pub fn registrations_died() {
+    DEATHS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
 pub type Registration = Arc<dyn Notify>;
@@ -32,6 +47,8 @@ fn same(a: &Registration, b: &Registration) -> bool {
 #[derive(Default)]
 pub struct NotifyQueue {
     queue: VecDeque<Registration>,
+    /// `DEATHS` at the last sweep.
+    swept: usize,
 }
 
 impl NotifyQueue {
@@ -46,12 +63,24 @@ impl NotifyQueue {
     }
 
     pub fn push(&mut self, r: &Registration) {
+        self.sweep();
         self.queue.push_back(Arc::clone(r));
     }
 
     /// A registration that was woken and could not proceed keeps its place at the front.
     pub fn push_front(&mut self, r: &Registration) {
+        self.sweep();
         self.queue.push_front(Arc::clone(r));
+    }
+
+    /// Drops the registrations that no longer listen, once after each death. (Only their
+    /// references go: a dead loop's future is still held by its task, so no Python code runs.)
+    fn sweep(&mut self) {
+        let deaths = DEATHS.load(std::sync::atomic::Ordering::SeqCst);
+        if deaths != self.swept {
+            self.swept = deaths;
+            self.queue.retain(|r| r.listening());
+        }
     }
 
     /// Wakes the oldest registration that still listens; false if none did.
@@ -81,6 +110,19 @@ impl NotifyQueue {
         }
         self.wake_one();
         true
+    }
+
+    /// Takes `r` out if it is still queued (true); false if it was woken meanwhile. For a
+    /// registration queued in several queues at once (an async select), which decides itself
+    /// where a wake-up it got and did not use goes.
+    pub fn remove(&mut self, r: &Registration) -> bool {
+        match self.queue.iter().position(|q| same(q, r)) {
+            Some(i) => {
+                self.queue.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// In a fork child: the registrations belong to event loops of threads that are gone.
@@ -113,6 +155,10 @@ pub mod testing {
             }
             self.woken.fetch_add(1, Ordering::SeqCst);
             true
+        }
+
+        fn listening(&self) -> bool {
+            !self.deaf.load(Ordering::SeqCst)
         }
     }
 
@@ -162,6 +208,19 @@ mod tests {
         assert!(q.leave(&ra));
         assert_eq!(b.woken(), 1);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_push_after_a_death_sweeps_the_deaf_out() {
+        let mut q = NotifyQueue::default();
+        let (a, ra) = Counter::new();
+        let (_b, rb) = Counter::new();
+        q.push(&ra);
+        a.deaf.store(true, Ordering::SeqCst);
+        registrations_died();
+        q.push(&rb);
+        assert_eq!(q.len(), 1);
+        assert_eq!(Arc::strong_count(&a), 2);
     }
 
     #[test]

@@ -69,3 +69,62 @@ fn loom_aio_offer_take_vs_withdraw() {
         }
     });
 }
+
+/// An async select on two channels, each fed by its own thread while it registers and then
+/// retries: it never misses a value (it gets one at once or is woken) and takes exactly one;
+/// the other stays in its channel.
+#[test]
+fn loom_aio_select_takes_exactly_one() {
+    loom::model(|| {
+        let a = Arc::new(Channel::new(Capacity::Bounded(1)));
+        let b = Arc::new(Channel::new(Capacity::Bounded(1)));
+        let (a2, b2) = (Arc::clone(&a), Arc::clone(&b));
+        let (n, r) = Counter::new();
+        let ta = thread::spawn(move || a2.try_send(1).is_ok());
+        let tb = thread::spawn(move || b2.try_send(2).is_ok());
+        let mut sel = AsyncSelect::default();
+        let first = sel.step(&mut [Case::recv(&a), Case::recv(&b)], Some(&r));
+        assert!(ta.join().unwrap() && tb.join().unwrap());
+        let got = match first {
+            Some(s) => s,
+            None => {
+                assert!(n.woken() >= 1);
+                sel.step(&mut [Case::recv(&a), Case::recv(&b)], None)
+                    .expect("woken for a value")
+            }
+        };
+        let left = match got {
+            Selected::Received(0, 1) => b.try_recv(),
+            Selected::Received(1, 2) => a.try_recv(),
+            _ => panic!("expected one receive"),
+        };
+        assert!(left.is_ok());
+        assert_eq!((a.aio_waiting(), b.aio_waiting()), ((0, 0), (0, 0)));
+    });
+}
+
+/// An async select's one offer over two unbuffered channels, taken by two racing receivers
+/// while the select withdraws it: at most one value is delivered, and `leave` says which.
+#[test]
+fn loom_aio_select_offer_delivers_at_most_one() {
+    loom::model(|| {
+        let a = Arc::new(Channel::new(Capacity::Rendezvous));
+        let b = Arc::new(Channel::new(Capacity::Rendezvous));
+        let (_n, r) = Counter::new();
+        let mut sel = AsyncSelect::default();
+        assert!(sel
+            .step(&mut [Case::send(&a, 1), Case::send(&b, 2)], Some(&r))
+            .is_none());
+        let (a2, b2) = (Arc::clone(&a), Arc::clone(&b));
+        let ta = thread::spawn(move || a2.try_recv().ok());
+        let tb = thread::spawn(move || b2.try_recv().ok());
+        let left = sel.leave(&mut [Case::send(&a, 1), Case::send(&b, 2)]);
+        let got = (ta.join().unwrap(), tb.join().unwrap());
+        match left {
+            Some(Selected::Sent(0)) => assert_eq!(got, (Some(1), None)),
+            Some(Selected::Sent(1)) => assert_eq!(got, (None, Some(2))),
+            None => assert_eq!(got, (None, None)),
+            _ => panic!("unexpected outcome"),
+        }
+    });
+}

@@ -10,6 +10,7 @@
 //! look at signals.
 
 mod aio;
+mod aio_select;
 mod chan;
 mod forward;
 mod lifecycle;
@@ -19,6 +20,7 @@ mod state;
 mod waker;
 
 pub use aio::{AsyncSend, Offer};
+pub use aio_select::AsyncSelect;
 pub use chan::Channel;
 pub use forward::forward;
 pub use select::{select, Case, Op};
@@ -39,3 +41,6 @@ mod aio_tests;
 
 #[cfg(all(test, loom))]
 mod aio_loom;
+
+#[cfg(all(test, not(loom)))]
+mod aio_select_tests;

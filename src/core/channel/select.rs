@@ -55,7 +55,7 @@ impl<'a, T> Case<'a, T> {
 
 /// What select needs from a case, with the case's channel locked: try it, queue a waiter on it,
 /// and get back a send case's value afterwards.
-trait SelectHandle<T> {
+pub(super) trait SelectHandle<T> {
     fn try_now(&mut self, st: &mut State<T>, index: usize) -> Option<Selected<T>>;
     fn enqueue(&mut self, st: &mut State<T>, waiter: &Arc<Waiter<T>>, index: usize);
     fn give_back(&mut self, value: T);
@@ -275,7 +275,7 @@ fn wait_without_cases<T>(
 /// The order cases are tried (and queued) in: a random permutation, so that every ready case
 /// is equally likely to be chosen, as in Go.
 #[cfg(not(loom))]
-fn poll_order(order: &mut [usize]) {
+pub(super) fn poll_order(order: &mut [usize]) {
     for (k, slot) in order.iter_mut().enumerate() {
         *slot = k;
     }
@@ -286,7 +286,7 @@ fn poll_order(order: &mut [usize]) {
 
 /// Under the model checker every execution must be repeatable: cases are tried in order.
 #[cfg(loom)]
-fn poll_order(order: &mut [usize]) {
+pub(super) fn poll_order(order: &mut [usize]) {
     for (k, slot) in order.iter_mut().enumerate() {
         *slot = k;
     }

@@ -58,10 +58,31 @@ pub struct Wake {
     pass_on: Option<PassOn>,
 }
 
+impl Wake {
+    /// For the GC, by a holder of the last reference (`Arc::strong_count == 1`): then no
+    /// object's queue has the registration any more (woken, or swept out after its loop
+    /// closed), the holder owns the future, and a coroutine, task and future left by a closed
+    /// loop are a cycle the collector sees and frees.
+    pub fn traverse_if_sole(
+        self: &Arc<Self>,
+        others: usize,
+        visit: &pyo3::gc::PyVisit<'_>,
+    ) -> Result<(), pyo3::PyTraverseError> {
+        if Arc::strong_count(self) == 1 + others {
+            visit.call(&self.fut)?;
+        }
+        Ok(())
+    }
+}
+
 impl Notify for Wake {
     fn notify(self: Arc<Self>) -> bool {
         let q = Arc::clone(&self.queue);
         q.push(self)
+    }
+
+    fn listening(&self) -> bool {
+        !self.queue.pending.lock().dead
     }
 }
 
@@ -134,6 +155,8 @@ impl LoopWaker {
             p.dead = true;
             std::mem::take(&mut p.wakes)
         };
+        // Its registrations still queued in objects are swept out at their next push.
+        crate::core::notify::registrations_died();
         for w in lost {
             if let Some(pass_on) = &w.pass_on {
                 pass_on();
@@ -163,6 +186,10 @@ impl AioWait {
         AioWait {
             wake: waker.wake(fut, None),
         }
+    }
+
+    fn __traverse__(&self, visit: pyo3::gc::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        self.wake.traverse_if_sole(0, &visit)
     }
 
     /// The done callback.

@@ -6,8 +6,10 @@ use super::close::send_closed;
 use super::ChanInner;
 use crate::core::channel::{AsyncSend, Offer, TryRecv, Waiter};
 use crate::core::notify::Registration;
-use crate::py::aio::{LoopWaker, PassOn};
+use crate::py::aio::{LoopWaker, PassOn, Wake};
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
+use pyo3::PyTraverseError;
 use std::sync::Arc;
 
 type Value = Py<PyAny>;
@@ -15,9 +17,18 @@ type Value = Py<PyAny>;
 /// A coroutine's registration on a channel, handed back to leave or settle it.
 #[pyclass(module = "chanpool._core", name = "_ChanWait", frozen)]
 pub struct ChanWait {
-    reg: Registration,
+    /// The registration (a Registration is this, unsized, for the channel's queues).
+    wake: Arc<Wake>,
     /// An async send's parked offer (unbuffered channels).
     offer: Option<Arc<Waiter<Value>>>,
+}
+
+#[pymethods]
+impl ChanWait {
+    /// (An offer's waiter holds the registration too: it is visited only once settled.)
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.wake.traverse_if_sole(0, &visit)
+    }
 }
 
 /// A wake-up that reached a closing loop goes to the channel's next async receiver (sender).
@@ -37,12 +48,14 @@ pub fn recv(
     waker: &LoopWaker,
     fut: Value,
 ) -> PyResult<(Value, bool)> {
-    let reg: Registration = waker.wake(fut, Some(pass_on(inner, true)));
+    let wake = waker.wake(fut, Some(pass_on(inner, true)));
+    let reg: Registration = wake.clone();
     match inner.core()?.recv_or_register(&reg) {
         Ok(v) => Ok((v, true)),
         Err(TryRecv::Closed) => Err(inner.ended(py)),
         Err(TryRecv::Empty) => {
-            let h = ChanWait { reg, offer: None };
+            drop(reg);
+            let h = ChanWait { wake, offer: None };
             Ok((Py::new(py, h)?.into_any(), false))
         }
     }
@@ -57,8 +70,11 @@ pub fn send(
     waker: &LoopWaker,
     fut: Value,
 ) -> PyResult<Option<Py<ChanWait>>> {
-    let reg: Registration = waker.wake(fut, Some(pass_on(inner, false)));
-    let h = match inner.core()?.send_or_register(item, &reg) {
+    let wake = waker.wake(fut, Some(pass_on(inner, false)));
+    let reg: Registration = wake.clone();
+    let r = inner.core()?.send_or_register(item, &reg);
+    drop(reg);
+    let h = match r {
         Ok(()) => return Ok(None),
         Err(AsyncSend::Closed(v)) => {
             drop(v);
@@ -67,10 +83,10 @@ pub fn send(
         // The caller still holds the item (it passed a reference): drop ours.
         Err(AsyncSend::Registered(v)) => {
             drop(v);
-            ChanWait { reg, offer: None }
+            ChanWait { wake, offer: None }
         }
         Err(AsyncSend::Offered(w)) => ChanWait {
-            reg,
+            wake,
             offer: Some(w),
         },
     };
@@ -85,10 +101,11 @@ pub fn leave(inner: &ChanInner, h: &ChanWait, recv: bool) -> PyResult<bool> {
     if let Some(w) = &h.offer {
         return Ok(matches!(core.settle_offer(w), Offer::Sent));
     }
+    let reg: Registration = h.wake.clone();
     if recv {
-        core.leave_recv(&h.reg);
+        core.leave_recv(&reg);
     } else {
-        core.leave_send(&h.reg);
+        core.leave_send(&reg);
     }
     Ok(false)
 }

@@ -6,9 +6,11 @@
 //! exceptions.
 
 mod aio;
+mod aio_select;
 mod close;
 mod multi;
 
+pub use aio_select::SelectWait;
 pub use multi::{fan_in, select};
 
 use crate::core::channel::{self as core, Capacity, TryRecv, TrySend};

@@ -33,6 +33,41 @@ pub fn select<'py>(
         ));
     }
     let deadline = timeout.deadline;
+    let (chans, sends) = parse_cases(cases, default)?;
+    let mut cs: Vec<Case<'_, Value>> = Vec::with_capacity(chans.len());
+    for (ch, send) in chans.iter().zip(sends) {
+        let chan = ch.get().inner.core()?;
+        cs.push(match send {
+            None => Case::recv(chan),
+            Some(v) => Case::send(chan, v),
+        });
+    }
+    let mut r = core::select(&mut cs, false, None, &mut never());
+    let mut sig = None;
+    if matches!(r, Ok(None)) && !default {
+        let cs = &mut cs;
+        (r, sig) = wait_detached(py, move |hook| core::select(cs, true, deadline, hook));
+    }
+    if let Some(e) = sig {
+        // Interrupted just as a case completed: a received value goes back to its channel.
+        if let Ok(Some(Selected::Received(i, v))) = r {
+            cs[i].chan.put_back(v);
+        }
+        return Err(e);
+    }
+    // Unchosen send values are dropped here, attached.
+    drop(cs);
+    match r {
+        Ok(r) => outcome(py, r),
+        Err(stop) => Err(stopped(stop, None, "select")),
+    }
+}
+
+/// A select's cases: each case's channel, and its value if it is a send case.
+pub(super) type Cases<'py> = (Vec<Bound<'py, Channel>>, Vec<Option<Value>>);
+
+/// Reads select's cases: a Channel (receive) or a (Channel, value) pair (send).
+pub(super) fn parse_cases<'py>(cases: &Bound<'py, PyAny>, default: bool) -> PyResult<Cases<'py>> {
     let mut chans: Vec<Bound<'py, Channel>> = Vec::new();
     let mut sends: Vec<Option<Value>> = Vec::new();
     let not_a_case = || {
@@ -64,29 +99,15 @@ pub fn select<'py>(
             "select() needs at least one case (or default=True)",
         ));
     }
-    let mut cs: Vec<Case<'_, Value>> = Vec::with_capacity(chans.len());
-    for (ch, send) in chans.iter().zip(sends) {
-        let chan = ch.get().inner.core()?;
-        cs.push(match send {
-            None => Case::recv(chan),
-            Some(v) => Case::send(chan, v),
-        });
-    }
-    let mut r = core::select(&mut cs, false, None, &mut never());
-    let mut sig = None;
-    if matches!(r, Ok(None)) && !default {
-        let cs = &mut cs;
-        (r, sig) = wait_detached(py, move |hook| core::select(cs, true, deadline, hook));
-    }
-    if let Some(e) = sig {
-        // Interrupted just as a case completed: a received value goes back to its channel.
-        if let Ok(Some(Selected::Received(i, v))) = r {
-            cs[i].chan.put_back(v);
-        }
-        return Err(e);
-    }
-    // Unchosen send values are dropped here, attached.
-    drop(cs);
+    Ok((chans, sends))
+}
+
+/// select's result: (index, value, ok), (None, None, False) when nothing was ready; a send
+/// case on a closed channel raises Closed.
+pub(super) fn outcome<'py>(
+    py: Python<'py>,
+    r: Option<Selected<Value>>,
+) -> PyResult<Bound<'py, PyTuple>> {
     let none = || py.None().into_bound(py);
     let t = |i: Option<usize>, v: Bound<'py, PyAny>, ok: bool| -> PyResult<Bound<'py, PyTuple>> {
         let i = match i {
@@ -96,15 +117,14 @@ pub fn select<'py>(
         PyTuple::new(py, [i, v, PyBool::new(py, ok).to_owned().into_any()])
     };
     match r {
-        Ok(None) => t(None, none(), false),
-        Ok(Some(Selected::Received(i, v))) => t(Some(i), v.into_bound(py), true),
-        Ok(Some(Selected::RecvClosed(i) | Selected::Closed(i))) => t(Some(i), none(), false),
-        Ok(Some(Selected::Sent(i))) => t(Some(i), none(), true),
-        Ok(Some(Selected::SendClosed(i))) => Err(errors::closed(
+        None => t(None, none(), false),
+        Some(Selected::Received(i, v)) => t(Some(i), v.into_bound(py), true),
+        Some(Selected::RecvClosed(i) | Selected::Closed(i)) => t(Some(i), none(), false),
+        Some(Selected::Sent(i)) => t(Some(i), none(), true),
+        Some(Selected::SendClosed(i)) => Err(errors::closed(
             py,
             &format!("select case {i}: send on a closed channel"),
         )),
-        Err(stop) => Err(stopped(stop, None, "select")),
     }
 }
 
