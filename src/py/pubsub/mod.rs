@@ -7,12 +7,14 @@ mod aio;
 mod bus;
 mod delivery;
 mod dispatch;
+mod entry;
 mod exit;
 mod message;
 mod routes;
 mod subscription;
 
 pub use bus::PubSub;
+pub use entry::install;
 pub use message::Message;
 pub use subscription::Subscription;
 
