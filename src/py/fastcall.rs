@@ -31,6 +31,7 @@ pub struct Call<'a, 'py> {
     /// Positional arguments, then the keyword arguments' values.
     args: &'a [*mut ffi::PyObject],
     nargs: usize,
+    /// The keyword arguments' names; None without any.
     kwnames: Option<Borrowed<'a, 'py, PyTuple>>,
 }
 
@@ -56,7 +57,7 @@ impl<'a, 'py> Call<'a, 'py> {
 
     /// The keyword arguments as a dict (None without any): for `**kwargs` signatures.
     pub fn kwargs(&self) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some(names) = self.kwnames.filter(|n| !n.is_empty()) else {
+        let Some(names) = self.kwnames else {
             return Ok(None);
         };
         let d = PyDict::new(self.py);
@@ -94,7 +95,7 @@ impl<'a, 'py> Call<'a, 'py> {
         let full = sig.name;
         if N == 0 {
             // As CPython words it for a METH_NOARGS method (what pyo3 makes of these).
-            let msg = match self.kwnames.filter(|k| !k.is_empty()) {
+            let msg = match self.kwnames {
                 Some(_) => format!("{full}() takes no keyword arguments"),
                 None => format!("{full}() takes no arguments ({} given)", self.nargs),
             };
@@ -202,27 +203,27 @@ pub fn noted(py: Python<'_>, name: &str, error: PyErr) -> PyErr {
     error
 }
 
-/// The body of every entry: no panic reaches Python (nor unwinds into C), an error is set
-/// as the raised exception.
+/// The body of every entry, run inside pyo3's own method trampoline (see `entry!`): no panic
+/// reaches Python (as a PanicException, nor unwinds into C); a failure is the raised error.
 ///
 /// # Safety
 /// To be called only by the interpreter's method call, with its arguments unchanged.
 #[inline(always)]
-pub unsafe fn enter(
+pub unsafe fn run(
     what: &'static str,
+    py: Python<'_>,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
     body: impl for<'a, 'py> FnOnce(Call<'a, 'py>) -> PyResult<Py<PyAny>>,
-) -> *mut ffi::PyObject {
-    // SAFETY: the interpreter calls a method with the GIL held.
-    let py = unsafe { Python::assume_attached() };
+) -> PyResult<*mut ffi::PyObject> {
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let nargs = usize::try_from(nargs).unwrap_or(0);
         // SAFETY: kwnames, when not NULL, is the call's live borrowed tuple of names.
         let kwnames = unsafe { Borrowed::from_ptr_or_opt(py, kwnames) }
-            .map(|k| unsafe { k.cast_unchecked::<PyTuple>() });
+            .map(|k| unsafe { k.cast_unchecked::<PyTuple>() })
+            .filter(|k| !k.is_empty());
         let total = nargs + kwnames.map_or(0, |k| k.len());
         let args = if total == 0 {
             &[][..]
@@ -240,29 +241,40 @@ pub unsafe fn enter(
         };
         body(call)
     }));
-    let err = match out {
-        Ok(Ok(v)) => return v.into_ptr(),
-        Ok(Err(e)) => e,
-        Err(_) => PyRuntimeError::new_err(format!("chanpool: internal error in {what}")),
-    };
-    err.restore(py);
-    std::ptr::null_mut()
+    match out {
+        Ok(r) => r.map(Py::into_ptr),
+        Err(_) => Err(PyRuntimeError::new_err(format!(
+            "chanpool: internal error in {what}"
+        ))),
+    }
 }
 
 /// Makes a METH_FASTCALL | METH_KEYWORDS C function (an [`Entry`]) running `body` (a
-/// `fn(Call) -> PyResult<Py<PyAny>>`); `what` names the method in the panic error.
+/// `fn(Call) -> PyResult<Py<PyAny>>`); `what` names the method in the panic error. The C
+/// function is pyo3's own trampoline, as for any `#[pymethods]` method: it tells pyo3 the
+/// thread is attached, so a `Py` dropped in the body is released at once (not deferred to
+/// pyo3's pool of pending decrefs), and it restores the error. Only the argument binding is
+/// ours.
 macro_rules! entry {
     ($what:literal, $body:path) => {{
-        unsafe extern "C" fn entry(
-            slf: *mut pyo3::ffi::PyObject,
-            args: *const *mut pyo3::ffi::PyObject,
-            nargs: pyo3::ffi::Py_ssize_t,
-            kwnames: *mut pyo3::ffi::PyObject,
-        ) -> *mut pyo3::ffi::PyObject {
-            // SAFETY: only the interpreter calls this, as a method.
-            unsafe { $crate::py::fastcall::enter($what, slf, args, nargs, kwnames, $body) }
+        use pyo3::impl_::trampoline::{fastcall_cfunction_with_keywords as fc, MethodDef};
+        struct Def;
+        impl MethodDef<fc::Func> for Def {
+            const METH: fc::Func = {
+                unsafe fn run(
+                    py: pyo3::Python<'_>,
+                    slf: *mut pyo3::ffi::PyObject,
+                    args: *const *mut pyo3::ffi::PyObject,
+                    nargs: pyo3::ffi::Py_ssize_t,
+                    kwnames: *mut pyo3::ffi::PyObject,
+                ) -> pyo3::PyResult<*mut pyo3::ffi::PyObject> {
+                    // SAFETY: only the interpreter calls this, as a method.
+                    unsafe { $crate::py::fastcall::run($what, py, slf, args, nargs, kwnames, $body) }
+                }
+                run
+            };
         }
-        entry as $crate::py::fastcall::Entry
+        fc::<Def> as $crate::py::fastcall::Entry
     }};
 }
 pub(crate) use entry;
