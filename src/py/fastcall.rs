@@ -1,7 +1,7 @@
 //! Raw METH_FASTCALL | METH_KEYWORDS entries for the hottest methods (WorkerPool.submit,
-//! Channel.send/recv/..., PubSub.publish). pyo3's generated wrapper costs ~100 instructions a
-//! call (its generic argument binding, the trampoline's bookkeeping); these read the arguments
-//! straight from the caller's array. The errors are pyo3's: the same wording for missing,
+//! Channel.send/recv/..., PubSub.publish). pyo3's generated wrapper costs ~80-90 instructions a
+//! call (its trampoline's bookkeeping, its generic argument binding); these read the arguments
+//! straight from the caller's array (see [`enter`] for what that asks of a body). The errors are pyo3's: the same wording for missing,
 //! surplus and unexpected arguments, and a failed conversion keeps its own exception with a
 //! "while processing 'name'" note. One mechanism for every class: `entry!` makes the C
 //! function, [`install`] puts it on the class at module init.
@@ -203,21 +203,29 @@ pub fn noted(py: Python<'_>, name: &str, error: PyErr) -> PyErr {
     error
 }
 
-/// The body of every entry, run inside pyo3's own method trampoline (see `entry!`): no panic
-/// reaches Python (as a PanicException, nor unwinds into C); a failure is the raised error.
+/// The body of every entry: no panic reaches Python (nor unwinds into C), an error is set as
+/// the raised exception.
+///
+/// pyo3 does not know the thread is attached here (its method trampoline, which would tell it,
+/// costs ~80 instructions a call: two thread-local accesses through `__tls_get_addr` in a
+/// shared library), so a `Py` dropped in a body goes to pyo3's pool of deferred decrefs
+/// instead of being released at once. Bodies therefore release what they drop on their fast
+/// paths with `drop_ref(py)` (or [`release`]); after a failed call, which can drop anything,
+/// the pool is emptied here before returning.
 ///
 /// # Safety
 /// To be called only by the interpreter's method call, with its arguments unchanged.
 #[inline(always)]
-pub unsafe fn run(
+pub unsafe fn enter(
     what: &'static str,
-    py: Python<'_>,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
     body: impl for<'a, 'py> FnOnce(Call<'a, 'py>) -> PyResult<Py<PyAny>>,
-) -> PyResult<*mut ffi::PyObject> {
+) -> *mut ffi::PyObject {
+    // SAFETY: the interpreter calls a method with the GIL held.
+    let py = unsafe { Python::assume_attached() };
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let nargs = usize::try_from(nargs).unwrap_or(0);
         // SAFETY: kwnames, when not NULL, is the call's live borrowed tuple of names.
@@ -241,40 +249,38 @@ pub unsafe fn run(
         };
         body(call)
     }));
-    match out {
-        Ok(r) => r.map(Py::into_ptr),
-        Err(_) => Err(PyRuntimeError::new_err(format!(
-            "chanpool: internal error in {what}"
-        ))),
-    }
+    let err = match out {
+        Ok(Ok(v)) => return v.into_ptr(),
+        Ok(Err(e)) => e,
+        Err(_) => PyRuntimeError::new_err(format!("chanpool: internal error in {what}")),
+    };
+    // Attaching through pyo3 (the thread already is) releases the deferred decrefs.
+    Python::attach(|_| ());
+    err.restore(py);
+    std::ptr::null_mut()
+}
+
+/// Drops `obj` at once, from code that may run where pyo3 does not know the thread is attached
+/// (an entry's body): for the rarer paths, where the cost of attaching does not matter.
+pub fn release<T>(obj: T) {
+    Python::attach(|_| drop(obj));
 }
 
 /// Makes a METH_FASTCALL | METH_KEYWORDS C function (an [`Entry`]) running `body` (a
-/// `fn(Call) -> PyResult<Py<PyAny>>`); `what` names the method in the panic error. The C
-/// function is pyo3's own trampoline, as for any `#[pymethods]` method: it tells pyo3 the
-/// thread is attached, so a `Py` dropped in the body is released at once (not deferred to
-/// pyo3's pool of pending decrefs), and it restores the error. Only the argument binding is
-/// ours.
+/// `fn(Call) -> PyResult<Py<PyAny>>`) through [`enter`]; `what` names the method in the panic
+/// error.
 macro_rules! entry {
     ($what:literal, $body:path) => {{
-        use pyo3::impl_::trampoline::{fastcall_cfunction_with_keywords as fc, MethodDef};
-        struct Def;
-        impl MethodDef<fc::Func> for Def {
-            const METH: fc::Func = {
-                unsafe fn run(
-                    py: pyo3::Python<'_>,
-                    slf: *mut pyo3::ffi::PyObject,
-                    args: *const *mut pyo3::ffi::PyObject,
-                    nargs: pyo3::ffi::Py_ssize_t,
-                    kwnames: *mut pyo3::ffi::PyObject,
-                ) -> pyo3::PyResult<*mut pyo3::ffi::PyObject> {
-                    // SAFETY: only the interpreter calls this, as a method.
-                    unsafe { $crate::py::fastcall::run($what, py, slf, args, nargs, kwnames, $body) }
-                }
-                run
-            };
+        unsafe extern "C" fn entry(
+            slf: *mut pyo3::ffi::PyObject,
+            args: *const *mut pyo3::ffi::PyObject,
+            nargs: pyo3::ffi::Py_ssize_t,
+            kwnames: *mut pyo3::ffi::PyObject,
+        ) -> *mut pyo3::ffi::PyObject {
+            // SAFETY: only the interpreter calls this, as a method.
+            unsafe { $crate::py::fastcall::enter($what, slf, args, nargs, kwnames, $body) }
         }
-        fc::<Def> as $crate::py::fastcall::Entry
+        entry as $crate::py::fastcall::Entry
     }};
 }
 pub(crate) use entry;

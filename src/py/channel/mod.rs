@@ -61,7 +61,8 @@ impl ChanInner {
     fn core(&self) -> PyResult<&Core> {
         let mut dropped = None;
         self.epoch.check(|_| dropped = Some(self.forget_parent()));
-        drop(dropped);
+        // Maybe called from an entry (py/fastcall): released at once.
+        crate::py::fastcall::release(dropped);
         if self.unusable.load(Ordering::Relaxed) {
             return Err(PyRuntimeError::new_err(
                 "this Channel was in use by another thread when the process forked, so its \
@@ -220,7 +221,10 @@ impl Channel {
     pub(super) fn try_send(&self, py: Python<'_>, item: Value) -> PyResult<bool> {
         match self.inner.core()?.try_send(item) {
             Ok(()) => Ok(true),
-            Err(TrySend::Full(_)) => Ok(false),
+            Err(TrySend::Full(item)) => {
+                item.drop_ref(py); // at once: see py/fastcall
+                Ok(false)
+            }
             Err(TrySend::Closed(_)) => Err(send_closed(py)),
         }
     }
