@@ -104,7 +104,10 @@ impl<'a, 'py> Call<'a, 'py> {
         if self.nargs > N {
             let was = if self.nargs == 1 { "was" } else { "were" };
             let msg = if sig.required == N {
-                format!("{full}() takes {N} positional arguments but {} {was} given", self.nargs)
+                format!(
+                    "{full}() takes {N} positional arguments but {} {was} given",
+                    self.nargs
+                )
             } else {
                 format!(
                     "{full}() takes from {} to {N} positional arguments but {} {was} given",
@@ -189,7 +192,9 @@ where
 
 /// A required parameter's argument ([`Call::bind`] has checked that it was given).
 #[inline(always)]
-pub fn required<'a, 'py>(arg: Option<Borrowed<'a, 'py, PyAny>>) -> PyResult<Borrowed<'a, 'py, PyAny>> {
+pub fn required<'a, 'py>(
+    arg: Option<Borrowed<'a, 'py, PyAny>>,
+) -> PyResult<Borrowed<'a, 'py, PyAny>> {
     arg.ok_or_else(|| PyTypeError::new_err("a required argument is missing"))
 }
 

@@ -184,7 +184,6 @@ fn wait_error(py: Python<'_>, stop: Stop, what: &str) -> PyErr {
     PyErr::take(py).unwrap_or_else(|| stopped(stop, None, what))
 }
 
-
 /// The hot methods' bodies: their Python entries are entry.rs's (no pyo3 wrapper).
 impl Channel {
     /// Sends, waiting (GIL released) for room or, unbuffered, for a receiver.
@@ -261,7 +260,12 @@ impl Channel {
         }
     }
 
-    pub(super) fn get(&self, py: Python<'_>, block: Truthy, timeout: QueueTimeout) -> PyResult<Value> {
+    pub(super) fn get(
+        &self,
+        py: Python<'_>,
+        block: Truthy,
+        timeout: QueueTimeout,
+    ) -> PyResult<Value> {
         let block = block.0;
         let deadline = timeout.deadline(block)?;
         match self.inner.core()?.try_recv() {
