@@ -61,8 +61,10 @@ impl ChanInner {
     fn core(&self) -> PyResult<&Core> {
         let mut dropped = None;
         self.epoch.check(|_| dropped = Some(self.forget_parent()));
-        // Maybe called from an entry (py/fastcall): released at once.
-        crate::py::fastcall::release(dropped);
+        if let Some(values) = dropped {
+            // Maybe called from an entry (py/fastcall): released at once.
+            crate::py::fastcall::release(values);
+        }
         if self.unusable.load(Ordering::Relaxed) {
             return Err(PyRuntimeError::new_err(
                 "this Channel was in use by another thread when the process forked, so its \
