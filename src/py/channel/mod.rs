@@ -62,8 +62,7 @@ impl ChanInner {
         let mut dropped = None;
         self.epoch.check(|_| dropped = Some(self.forget_parent()));
         if let Some(values) = dropped {
-            // Maybe called from an entry (py/fastcall): released at once.
-            crate::py::fastcall::release(values);
+            release_forgotten(values);
         }
         if self.unusable.load(Ordering::Relaxed) {
             return Err(PyRuntimeError::new_err(
@@ -95,6 +94,14 @@ impl ChanInner {
     fn ended(&self, py: Python<'_>) -> PyErr {
         ended(py, self.core.close_reason().as_deref())
     }
+}
+
+/// Maybe called from an entry (py/fastcall): released at once. Out of line, so that `core()`
+/// stays inlined in every operation.
+#[cold]
+#[inline(never)]
+fn release_forgotten(values: Vec<Value>) {
+    crate::py::fastcall::release(values);
 }
 
 /// The values a channel holds are its Python object's own only when nothing else (a fan_in
