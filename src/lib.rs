@@ -50,6 +50,8 @@ mod _core {
         crate::py::future::init(py)?;
         crate::py::oneshot::init(m)?;
         crate::py::pool::install(m)?;
+        crate::py::channel::install(m)?;
+        crate::py::pubsub::install(m)?;
         // Pools stop where ThreadPoolExecutor's do, in threading's exit hooks (queued work
         // runs, later atexit hooks can no longer submit); everything else at atexit.
         // (Refused when imported during threading's own shutdown: the atexit hook still runs.)

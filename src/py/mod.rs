@@ -4,6 +4,7 @@ pub mod args;
 pub mod call;
 pub mod channel;
 pub mod errors;
+pub mod fastcall;
 pub mod future;
 pub mod futuregc;
 pub mod gc;

@@ -8,9 +8,11 @@
 mod aio;
 mod aio_select;
 mod close;
+mod entry;
 mod multi;
 
 pub use aio_select::SelectWait;
+pub use entry::install;
 pub use multi::{fan_in, select};
 
 use crate::core::channel::{self as core, Capacity, TryRecv, TrySend};
@@ -61,7 +63,9 @@ impl ChanInner {
     fn core(&self) -> PyResult<&Core> {
         let mut dropped = None;
         self.epoch.check(|_| dropped = Some(self.forget_parent()));
-        drop(dropped);
+        if let Some(values) = dropped {
+            release_forgotten(values);
+        }
         if self.unusable.load(Ordering::Relaxed) {
             return Err(PyRuntimeError::new_err(
                 "this Channel was in use by another thread when the process forked, so its \
@@ -92,6 +96,14 @@ impl ChanInner {
     fn ended(&self, py: Python<'_>) -> PyErr {
         ended(py, self.core.close_reason().as_deref())
     }
+}
+
+/// Maybe called from an entry (py/fastcall): released at once. Out of line, so that `core()`
+/// stays inlined in every operation.
+#[cold]
+#[inline(never)]
+fn release_forgotten(values: Vec<Value>) {
+    crate::py::fastcall::release(values);
 }
 
 /// The values a channel holds are its Python object's own only when nothing else (a fan_in
@@ -183,8 +195,108 @@ fn wait_error(py: Python<'_>, stop: Stop, what: &str) -> PyErr {
     PyErr::take(py).unwrap_or_else(|| stopped(stop, None, what))
 }
 
+/// The hot methods' bodies: their Python entries are entry.rs's (no pyo3 wrapper).
+impl Channel {
+    /// Sends, waiting (GIL released) for room or, unbuffered, for a receiver.
+    pub(super) fn send(&self, py: Python<'_>, item: Value, timeout: Timeout) -> PyResult<()> {
+        let deadline = timeout.deadline;
+        match self.inner.core()?.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(TrySend::Closed(_)) => Err(send_closed(py)),
+            Err(TrySend::Full(item)) => match self.send_wait(py, item, deadline) {
+                Ok(()) => Ok(()),
+                Err(Stop::Closed) => Err(send_closed(py)),
+                Err(stop) => Err(wait_error(py, stop, "send")),
+            },
+        }
+    }
+
+    /// Receives, waiting (GIL released); raises chanpool.Closed (or the close error) once the
+    /// channel is closed and drained.
+    pub(super) fn recv(&self, py: Python<'_>, timeout: Timeout) -> PyResult<Value> {
+        let deadline = timeout.deadline;
+        match self.inner.core()?.try_recv() {
+            Ok(v) => Ok(v),
+            Err(TryRecv::Closed) => Err(self.inner.ended(py)),
+            Err(TryRecv::Empty) => match self.recv_wait(py, deadline) {
+                Ok(v) => Ok(v),
+                Err(Stop::Closed) => Err(self.inner.ended(py)),
+                Err(stop) => Err(wait_error(py, stop, "recv")),
+            },
+        }
+    }
+
+    /// Sends only if that needs no waiting (room, or a receiver waiting: a plain recv() or a
+    /// select); False otherwise.
+    pub(super) fn try_send(&self, py: Python<'_>, item: Value) -> PyResult<bool> {
+        match self.inner.core()?.try_send(item) {
+            Ok(()) => Ok(true),
+            Err(TrySend::Full(item)) => {
+                item.drop_ref(py); // at once: see py/fastcall
+                Ok(false)
+            }
+            Err(TrySend::Closed(_)) => Err(send_closed(py)),
+        }
+    }
+
+    /// (value, True) if one was ready (buffered, or a waiting sender's), else (None, False);
+    /// raises like recv() once the channel is closed and drained.
+    pub(super) fn try_recv(&self, py: Python<'_>) -> PyResult<(Option<Value>, bool)> {
+        match self.inner.core()?.try_recv() {
+            Ok(v) => Ok((Some(v), true)),
+            Err(TryRecv::Empty) => Ok((None, false)),
+            Err(TryRecv::Closed) => Err(self.inner.ended(py)),
+        }
+    }
+
+    pub(super) fn put(
+        &self,
+        py: Python<'_>,
+        item: Value,
+        block: Truthy,
+        timeout: QueueTimeout,
+    ) -> PyResult<()> {
+        let block = block.0;
+        let deadline = timeout.deadline(block)?;
+        match self.inner.core()?.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(TrySend::Closed(_)) => Err(put_closed(py)),
+            Err(TrySend::Full(_)) if !block => Err(errors::queue_full_plain(py)),
+            Err(TrySend::Full(item)) => match self.send_wait(py, item, deadline) {
+                Ok(()) => Ok(()),
+                Err(Stop::Timeout) => Err(errors::queue_full_plain(py)),
+                Err(Stop::Closed) => Err(put_closed(py)),
+                Err(stop) => Err(wait_error(py, stop, "put")),
+            },
+        }
+    }
+
+    pub(super) fn get(
+        &self,
+        py: Python<'_>,
+        block: Truthy,
+        timeout: QueueTimeout,
+    ) -> PyResult<Value> {
+        let block = block.0;
+        let deadline = timeout.deadline(block)?;
+        match self.inner.core()?.try_recv() {
+            Ok(v) => Ok(v),
+            Err(TryRecv::Closed) => Err(self.inner.ended(py)),
+            Err(TryRecv::Empty) if !block => Err(errors::queue_empty(py)),
+            Err(TryRecv::Empty) => match self.recv_wait(py, deadline) {
+                Ok(v) => Ok(v),
+                Err(Stop::Timeout) => Err(errors::queue_empty(py)),
+                Err(Stop::Closed) => Err(self.inner.ended(py)),
+                Err(stop) => Err(wait_error(py, stop, "get")),
+            },
+        }
+    }
+}
+
 #[pymethods]
 impl Channel {
+    // send, recv, try_send, try_recv, put, get: see entry.rs.
+
     /// `Channel[int]` in annotations, as with queue.Queue.
     #[classmethod]
     fn __class_getitem__<'py>(
@@ -204,57 +316,6 @@ impl Channel {
             inner: ChanInner::new(capacity.0, false),
             close_on_drop: false,
         })
-    }
-
-    /// Sends, waiting (GIL released) for room or, unbuffered, for a receiver.
-    #[pyo3(signature = (item, timeout=Timeout::FOREVER), text_signature = "($self, item, timeout=None)")]
-    fn send(&self, py: Python<'_>, item: Value, timeout: Timeout) -> PyResult<()> {
-        let deadline = timeout.deadline;
-        match self.inner.core()?.try_send(item) {
-            Ok(()) => Ok(()),
-            Err(TrySend::Closed(_)) => Err(send_closed(py)),
-            Err(TrySend::Full(item)) => match self.send_wait(py, item, deadline) {
-                Ok(()) => Ok(()),
-                Err(Stop::Closed) => Err(send_closed(py)),
-                Err(stop) => Err(wait_error(py, stop, "send")),
-            },
-        }
-    }
-
-    /// Receives, waiting (GIL released); raises chanpool.Closed (or the close error) once the
-    /// channel is closed and drained.
-    #[pyo3(signature = (timeout=Timeout::FOREVER), text_signature = "($self, timeout=None)")]
-    fn recv(&self, py: Python<'_>, timeout: Timeout) -> PyResult<Value> {
-        let deadline = timeout.deadline;
-        match self.inner.core()?.try_recv() {
-            Ok(v) => Ok(v),
-            Err(TryRecv::Closed) => Err(self.inner.ended(py)),
-            Err(TryRecv::Empty) => match self.recv_wait(py, deadline) {
-                Ok(v) => Ok(v),
-                Err(Stop::Closed) => Err(self.inner.ended(py)),
-                Err(stop) => Err(wait_error(py, stop, "recv")),
-            },
-        }
-    }
-
-    /// Sends only if that needs no waiting (room, or a receiver waiting: a plain recv() or a
-    /// select); False otherwise.
-    fn try_send(&self, py: Python<'_>, item: Value) -> PyResult<bool> {
-        match self.inner.core()?.try_send(item) {
-            Ok(()) => Ok(true),
-            Err(TrySend::Full(_)) => Ok(false),
-            Err(TrySend::Closed(_)) => Err(send_closed(py)),
-        }
-    }
-
-    /// (value, True) if one was ready (buffered, or a waiting sender's), else (None, False);
-    /// raises like recv() once the channel is closed and drained.
-    fn try_recv(&self, py: Python<'_>) -> PyResult<(Option<Value>, bool)> {
-        match self.inner.core()?.try_recv() {
-            Ok(v) => Ok((Some(v), true)),
-            Err(TryRecv::Empty) => Ok((None, false)),
-            Err(TryRecv::Closed) => Err(self.inner.ended(py)),
-        }
     }
 
     /// Closes the channel: sends fail, receivers drain what is buffered, then get
@@ -435,46 +496,6 @@ impl Channel {
     #[getter]
     fn unfinished_tasks(&self) -> PyResult<u64> {
         Ok(self.inner.core()?.unfinished())
-    }
-
-    #[pyo3(signature = (item, block=Truthy(true), timeout=QueueTimeout::NONE), text_signature = "($self, item, block=True, timeout=None)")]
-    fn put(
-        &self,
-        py: Python<'_>,
-        item: Value,
-        block: Truthy,
-        timeout: QueueTimeout,
-    ) -> PyResult<()> {
-        let block = block.0;
-        let deadline = timeout.deadline(block)?;
-        match self.inner.core()?.try_send(item) {
-            Ok(()) => Ok(()),
-            Err(TrySend::Closed(_)) => Err(put_closed(py)),
-            Err(TrySend::Full(_)) if !block => Err(errors::queue_full_plain(py)),
-            Err(TrySend::Full(item)) => match self.send_wait(py, item, deadline) {
-                Ok(()) => Ok(()),
-                Err(Stop::Timeout) => Err(errors::queue_full_plain(py)),
-                Err(Stop::Closed) => Err(put_closed(py)),
-                Err(stop) => Err(wait_error(py, stop, "put")),
-            },
-        }
-    }
-
-    #[pyo3(signature = (block=Truthy(true), timeout=QueueTimeout::NONE), text_signature = "($self, block=True, timeout=None)")]
-    fn get(&self, py: Python<'_>, block: Truthy, timeout: QueueTimeout) -> PyResult<Value> {
-        let block = block.0;
-        let deadline = timeout.deadline(block)?;
-        match self.inner.core()?.try_recv() {
-            Ok(v) => Ok(v),
-            Err(TryRecv::Closed) => Err(self.inner.ended(py)),
-            Err(TryRecv::Empty) if !block => Err(errors::queue_empty(py)),
-            Err(TryRecv::Empty) => match self.recv_wait(py, deadline) {
-                Ok(v) => Ok(v),
-                Err(Stop::Timeout) => Err(errors::queue_empty(py)),
-                Err(Stop::Closed) => Err(self.inner.ended(py)),
-                Err(stop) => Err(wait_error(py, stop, "get")),
-            },
-        }
     }
 
     fn put_nowait(&self, py: Python<'_>, item: Value) -> PyResult<()> {

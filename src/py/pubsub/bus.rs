@@ -37,6 +37,17 @@ impl PubSub {
     fn check(&self) -> PyResult<()> {
         self.born.check("PubSub")
     }
+
+    /// Publishes `data` on `topic`; returns how many subscriptions it was queued to.
+    pub(super) fn publish(
+        &self,
+        py: Python<'_>,
+        topic: &Bound<'_, PyString>,
+        data: Py<PyAny>,
+    ) -> PyResult<usize> {
+        self.check()?;
+        self.inner.publish(py, topic, data)
+    }
 }
 
 #[pymethods]
@@ -205,18 +216,7 @@ impl PubSub {
         aio::publish(py, &self.inner, topic, data)
     }
 
-    /// Publishes `data` on `topic`; returns how many subscriptions it was queued to.
-    #[pyo3(signature = (topic, data=None))]
-    fn publish(
-        &self,
-        py: Python<'_>,
-        topic: &Bound<'_, PyString>,
-        data: Option<Py<PyAny>>,
-    ) -> PyResult<usize> {
-        self.check()?;
-        let data = data.unwrap_or_else(|| py.None());
-        self.inner.publish(py, topic, data)
-    }
+    // publish(topic, data=None): see entry.rs.
 
     /// Stops the bus. With drain, waits (up to timeout seconds) until every handler has seen
     /// what was queued; without, queued messages are discarded. Returns False if the timeout

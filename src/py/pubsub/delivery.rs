@@ -9,6 +9,7 @@ use crate::core::mailbox::{Overflow, Push};
 use crate::core::sync::RwLock;
 use crate::core::topic;
 use crate::py::errors;
+use crate::py::fastcall;
 use crate::py::ratelimit::TokenBucket;
 use crate::py::runtime;
 use pyo3::exceptions::{PyKeyboardInterrupt, PyValueError};
@@ -205,7 +206,8 @@ impl BusInner {
         Ok(self.settle(sub, r))
     }
 
-    /// Counts and schedules what a push did (any outcome but a Block wait's Full).
+    /// Counts and schedules what a push did (any outcome but a Block wait's Full). What it
+    /// drops is released at once even from publish's entry (see py/fastcall).
     pub(super) fn settle(&self, sub: &Arc<Sub>, r: Push<Py<Message>>) -> Offer {
         match r {
             Push::Queued { schedule } => {
@@ -221,16 +223,16 @@ impl BusInner {
                 if schedule {
                     self.schedule(sub);
                 }
-                drop(dropped);
+                fastcall::release(dropped);
                 Offer::Queued
             }
             Push::Dropped(m) => {
                 sub.count_bus_dropped(1);
-                drop(m);
+                fastcall::release(m);
                 Offer::Dropped
             }
             Push::Closed(m) => {
-                drop(m);
+                fastcall::release(m);
                 if self.closed.load(Ordering::Acquire) {
                     // Accepted, then the bus closed under it: counted on the subscription.
                     sub.count_dropped(1);
@@ -287,6 +289,7 @@ impl BusInner {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         if route.is_empty() {
             self.unrouted.fetch_add(1, Ordering::Relaxed);
+            data.drop_ref(py); // at once: see py/fastcall
             return Ok(0);
         }
         let msg = Message::new(py, topic, data, seq, now())?;
@@ -320,6 +323,9 @@ impl BusInner {
                 }
             }
         }
+        // At once (publish is an entry's body: see py/fastcall): the last reference when no
+        // subscription took it.
+        msg.drop_ref(py);
         self.report(py, tally)
     }
 

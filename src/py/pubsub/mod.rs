@@ -7,12 +7,14 @@ mod aio;
 mod bus;
 mod delivery;
 mod dispatch;
+mod entry;
 mod exit;
 mod message;
 mod routes;
 mod subscription;
 
 pub use bus::PubSub;
+pub use entry::install;
 pub use message::Message;
 pub use subscription::Subscription;
 
@@ -23,7 +25,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use std::cell::Cell;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Messages a dispatch run delivers before it lets other subscriptions have the thread.
 pub(super) const TURN: usize = 256;
@@ -46,7 +48,26 @@ pub(super) fn closed_error() -> PyErr {
     PyRuntimeError::new_err("this PubSub is closed")
 }
 
+/// time.time()'s clock, for Message.timestamp. On unix CLOCK_REALTIME is read directly:
+/// `SystemTime::now().duration_since(UNIX_EPOCH)` adds a checked subtraction and its own
+/// conversion (~40 instructions a publish).
+#[cfg(unix)]
+#[inline]
 pub(super) fn now() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out pointer; CLOCK_REALTIME always exists.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) } != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+#[cfg(not(unix))]
+pub(super) fn now() -> f64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())

@@ -58,6 +58,8 @@ impl Routes {
             route: Arc::downgrade(route),
         };
         let old = self.slots.lock()[index(topic)].replace(slot);
-        drop(old); // a str reference: released outside the lock
+        // A str reference: released outside the lock, and at once (publish's entry: see
+        // py/fastcall).
+        crate::py::fastcall::release(old);
     }
 }
