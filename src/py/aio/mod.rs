@@ -4,7 +4,7 @@
 
 mod waker;
 
-pub use waker::{AioWait, LoopWaker, PassOn};
+pub use waker::{direct, AioWait, LoopWaker, PassOn};
 
 use crate::py::args::Timeout;
 use pyo3::prelude::*;

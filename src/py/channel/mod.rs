@@ -208,7 +208,7 @@ impl Channel {
     #[pyo3(signature = (item, timeout=Timeout::FOREVER), text_signature = "($self, item, timeout=None)")]
     fn send(&self, py: Python<'_>, item: Value, timeout: Timeout) -> PyResult<()> {
         let deadline = timeout.deadline;
-        match self.inner.core()?.try_send(item) {
+        match pyaio::direct(py, || self.inner.core().map(|c| c.try_send(item)))? {
             Ok(()) => Ok(()),
             Err(TrySend::Closed(_)) => Err(send_closed(py)),
             Err(TrySend::Full(item)) => match self.send_wait(py, item, deadline) {
@@ -224,7 +224,7 @@ impl Channel {
     #[pyo3(signature = (timeout=Timeout::FOREVER), text_signature = "($self, timeout=None)")]
     fn recv(&self, py: Python<'_>, timeout: Timeout) -> PyResult<Value> {
         let deadline = timeout.deadline;
-        match self.inner.core()?.try_recv() {
+        match pyaio::direct(py, || self.inner.core().map(|c| c.try_recv()))? {
             Ok(v) => Ok(v),
             Err(TryRecv::Closed) => Err(self.inner.ended(py)),
             Err(TryRecv::Empty) => match self.recv_wait(py, deadline) {
@@ -238,7 +238,7 @@ impl Channel {
     /// Sends only if that needs no waiting (room, or a receiver waiting: a plain recv() or a
     /// select); False otherwise.
     fn try_send(&self, py: Python<'_>, item: Value) -> PyResult<bool> {
-        match self.inner.core()?.try_send(item) {
+        match pyaio::direct(py, || self.inner.core().map(|c| c.try_send(item)))? {
             Ok(()) => Ok(true),
             Err(TrySend::Full(_)) => Ok(false),
             Err(TrySend::Closed(_)) => Err(send_closed(py)),
@@ -248,7 +248,7 @@ impl Channel {
     /// (value, True) if one was ready (buffered, or a waiting sender's), else (None, False);
     /// raises like recv() once the channel is closed and drained.
     fn try_recv(&self, py: Python<'_>) -> PyResult<(Option<Value>, bool)> {
-        match self.inner.core()?.try_recv() {
+        match pyaio::direct(py, || self.inner.core().map(|c| c.try_recv()))? {
             Ok(v) => Ok((Some(v), true)),
             Err(TryRecv::Empty) => Ok((None, false)),
             Err(TryRecv::Closed) => Err(self.inner.ended(py)),
@@ -258,12 +258,12 @@ impl Channel {
     /// Closes the channel: sends fail, receivers drain what is buffered, then get
     /// chanpool.Closed (or `error`, if given). Returns False if it was already closed.
     #[pyo3(signature = (error=None))]
-    fn close(&self, error: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    fn close(&self, py: Python<'_>, error: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let reason = match error.filter(|e| !e.is_none()) {
             None => None,
             Some(e) => Some(close::close_reason(e)?),
         };
-        Ok(self.inner.core()?.close_with(reason))
+        pyaio::direct(py, || self.inner.core().map(|c| c.close_with(reason)))
     }
 
     #[getter]
@@ -297,7 +297,7 @@ impl Channel {
 
     /// Iteration receives until the channel is closed and drained (a close error is raised).
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Value>> {
-        let r = match self.inner.core()?.try_recv() {
+        let r = match pyaio::direct(py, || self.inner.core().map(|c| c.try_recv()))? {
             Ok(v) => return Ok(Some(v)),
             Err(TryRecv::Closed) => Err(Stop::Closed),
             Err(TryRecv::Empty) => self.recv_wait(py, None),
@@ -346,7 +346,7 @@ impl Channel {
         waker: PyRef<'_, LoopWaker>,
         fut: Value,
     ) -> PyResult<(Value, bool)> {
-        aio::recv(py, &self.inner, &waker, fut)
+        pyaio::direct(py, || aio::recv(py, &self.inner, &waker, fut))
     }
 
     fn _aio_send(
@@ -356,15 +356,20 @@ impl Channel {
         waker: PyRef<'_, LoopWaker>,
         fut: Value,
     ) -> PyResult<Option<Py<aio::ChanWait>>> {
-        aio::send(py, &self.inner, item, &waker, fut)
+        pyaio::direct(py, || aio::send(py, &self.inner, item, &waker, fut))
     }
 
-    fn _aio_leave(&self, wait: PyRef<'_, aio::ChanWait>, recv: bool) -> PyResult<bool> {
-        aio::leave(&self.inner, &wait, recv)
+    fn _aio_leave(
+        &self,
+        py: Python<'_>,
+        wait: PyRef<'_, aio::ChanWait>,
+        recv: bool,
+    ) -> PyResult<bool> {
+        pyaio::direct(py, || aio::leave(&self.inner, &wait, recv))
     }
 
     fn _aio_settle(&self, py: Python<'_>, wait: PyRef<'_, aio::ChanWait>) -> PyResult<bool> {
-        aio::settle(py, &self.inner, &wait)
+        pyaio::direct(py, || aio::settle(py, &self.inner, &wait))
     }
 
     /// Whether this channel's close ended iteration without an error (for `async for`).
