@@ -92,7 +92,7 @@ def test_cancel_after_a_direct_wakeup_passes_it_on(cap, drains):
                     cancelled += 1
             if cap == 0:
                 await s
-        v, ok = ch.try_recv()
+        _, ok = ch.try_recv()
         assert not ok
         return got, cancelled
 
@@ -116,7 +116,11 @@ def test_wakeup_from_the_loops_thread_while_it_is_not_running_takes_the_pipe():
             assert not task.done()
             assert ch.try_send("x")
             out: list = []
-            t = threading.Thread(target=lambda: out.append(loop.run_until_complete(task)))
+
+            def again(loop=loop, task=task, out=out) -> None:
+                out.append(loop.run_until_complete(task))
+
+            t = threading.Thread(target=again)
             t.start()
             t.join(10)
             assert out == ["x"]
