@@ -16,8 +16,8 @@
 
 use crate::core::notify::Notify;
 use crate::core::sync::Mutex;
-use pyo3::prelude::*;
 use pyo3::intern;
+use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use std::cell::RefCell;
 use std::io::{Read, Write};

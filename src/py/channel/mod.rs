@@ -322,13 +322,13 @@ impl Channel {
         item: Value,
         timeout: Timeout,
     ) -> PyResult<Bound<'py, PyAny>> {
-        pyaio::coroutine(slf.py(), "send")?.call1((slf, item, pyaio::secs(timeout)))
+        crate::aio_coroutine!(slf.py(), "send")?.call1((slf, item, pyaio::secs(timeout)))
     }
 
     /// Receives from a coroutine; a cancelled recv_async has consumed nothing.
     #[pyo3(signature = (timeout=Timeout::FOREVER), text_signature = "($self, timeout=None)")]
     fn recv_async<'py>(slf: &Bound<'py, Self>, timeout: Timeout) -> PyResult<Bound<'py, PyAny>> {
-        pyaio::coroutine(slf.py(), "recv")?.call1((slf, pyaio::secs(timeout)))
+        crate::aio_coroutine!(slf.py(), "recv")?.call1((slf, pyaio::secs(timeout)))
     }
 
     fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -337,7 +337,7 @@ impl Channel {
 
     /// `async for` receives until the channel is closed and drained, like iteration.
     fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        pyaio::coroutine(slf.py(), "anext")?.call1((slf,))
+        crate::aio_coroutine!(slf.py(), "anext")?.call1((slf,))
     }
 
     fn _aio_recv(
