@@ -244,26 +244,30 @@ def test_pool_run_cancelled_in_the_pool_cancels_the_await():
         pool.shutdown(wait=True)
 
 
+def _cancel_while_running() -> None:
+    gate = threading.Event()
+    started = threading.Event()
+    pool = chanpool.WorkerPool(1)
+    try:
+
+        async def scenario():
+            f = pool.run(lambda: (started.set(), gate.wait(30))[1])
+            await asyncio.to_thread(started.wait, 30)
+            f.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await f
+            gate.set()
+            # The next call's outcome still arrives.
+            return await pool.run(int, "5")
+
+        assert watchdog(lambda: asyncio.run(scenario())) == 5
+    finally:
+        gate.set()
+        pool.shutdown(wait=True)
+
+
 def test_pool_run_cancelled_while_running_keeps_running_and_loses_nothing():
     """Cancelling the await of a running call: the call finishes; the loop is not disturbed
     when its outcome arrives for a future that is already cancelled."""
     for _ in range(20):
-        gate = threading.Event()
-        started = threading.Event()
-        pool = chanpool.WorkerPool(1)
-        try:
-
-            async def scenario():
-                f = pool.run(lambda: (started.set(), gate.wait(30))[1])
-                await asyncio.to_thread(started.wait, 30)
-                f.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await f
-                gate.set()
-                # The next call's outcome still arrives.
-                return await pool.run(int, "5")
-
-            assert watchdog(lambda: asyncio.run(scenario())) == 5
-        finally:
-            gate.set()
-            pool.shutdown(wait=True)
+        _cancel_while_running()
