@@ -162,6 +162,45 @@ PATHS: dict[str, dict[str, tuple[str, str]]] = {
             "for i in range(n): c.get()\nt.join()",
         ),
     },
+    "coroutine <-> coroutine, one loop": {
+        "chanpool Channel(64)": (
+            "import asyncio, chanpool\n"
+            "async def c2c(k):\n"
+            "    q = chanpool.Channel(64)\n"
+            "    async def produce():\n"
+            "        for i in range(k): await q.send_async(i)\n"
+            "    async def consume():\n"
+            "        for _ in range(k): await q.recv_async()\n"
+            "    await asyncio.gather(produce(), consume())\n",
+            "asyncio.run(c2c(n))",
+        ),
+        "asyncio.Queue(64)": (
+            "import asyncio\n"
+            "async def c2c(k):\n"
+            "    q = asyncio.Queue(64)\n"
+            "    async def produce():\n"
+            "        for i in range(k): await q.put(i)\n"
+            "    async def consume():\n"
+            "        for _ in range(k): await q.get()\n"
+            "    await asyncio.gather(produce(), consume())\n",
+            "asyncio.run(c2c(n))",
+        ),
+    },
+    "await pool.run(int), 8 in flight": {
+        "chanpool": (
+            "import asyncio, chanpool; p = chanpool.WorkerPool(8)\n"
+            "async def go(k):\n"
+            "    for _ in range(k // 8): await asyncio.gather(*(p.run(int) for _ in range(8)))\n",
+            "asyncio.run(go(n))",
+        ),
+        "asyncio.to_thread": (
+            "import asyncio\n"
+            "async def go(k):\n"
+            "    for _ in range(k // 8):\n"
+            "        await asyncio.gather(*(asyncio.to_thread(int) for _ in range(8)))\n",
+            "asyncio.run(go(n))",
+        ),
+    },
 }
 
 
@@ -176,7 +215,11 @@ IN_FUNCTION = {
 
 # Paths whose operation wakes other threads are slow under valgrind (it runs one thread at a
 # time): they run with n divided by this.
-SLOW = {"round trip (16 workers)": 20, "publish, 10 subscribers": 5}
+SLOW = {
+    "round trip (16 workers)": 20,
+    "publish, 10 subscribers": 5,
+    "await pool.run(int), 8 in flight": 10,
+}
 
 
 def count(setup: str, body: str, n: int, in_function: bool = False) -> int:

@@ -159,3 +159,115 @@ def test_pool_run_rejects_a_non_callable_before_queueing(pool):
     with pytest.raises(TypeError, match="callable"):
         pool.run(42)
     assert pool.stats()["submitted"] == 0
+
+
+def test_pool_run_returns_a_future_of_the_running_loop(pool):
+    async def scenario():
+        f = pool.run(pow, 3, 4)
+        assert isinstance(f, asyncio.Future)
+        assert f.get_loop() is asyncio.get_running_loop()
+        assert await f == 81
+        with pytest.raises(ZeroDivisionError):
+            await pool.run(lambda: 1 / 0)
+
+    watchdog(lambda: asyncio.run(scenario()))
+
+
+def test_pool_run_without_a_running_loop_queues_nothing(pool):
+    with pytest.raises(RuntimeError):
+        pool.run(int)
+    assert pool.stats()["submitted"] == 0
+
+
+def test_pool_run_many_every_result_exactly_once(pool):
+    n = 3000
+
+    async def scenario():
+        out = []
+        for base in range(0, n, 8):
+            out += await asyncio.gather(
+                *(pool.run(lambda i=i: i * 3) for i in range(base, base + 8))
+            )
+        return out
+
+    assert watchdog(lambda: asyncio.run(scenario())) == [3 * i for i in range(n + (-n % 8))]
+
+
+def test_pool_run_cancelled_before_it_starts_never_runs():
+    gate = threading.Event()
+    started = threading.Event()
+    pool = chanpool.WorkerPool(1)
+    ran = []
+    try:
+        blocker = pool.submit(lambda: (started.set(), gate.wait(30)))
+
+        async def scenario():
+            started.wait(30)
+            f = pool.run(ran.append, 1)
+            await asyncio.sleep(0)
+            f.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await f
+
+        watchdog(lambda: asyncio.run(scenario()))
+        gate.set()
+        blocker.result(30)
+        pool.shutdown(wait=True)
+        assert ran == []
+        assert pool.stats()["cancelled"] == 1
+    finally:
+        gate.set()
+        pool.shutdown(wait=True)
+
+
+def test_pool_run_cancelled_in_the_pool_cancels_the_await():
+    """shutdown(cancel_futures=True) cancels a queued call: its await raises CancelledError."""
+    gate = threading.Event()
+    started = threading.Event()
+    pool = chanpool.WorkerPool(1)
+    try:
+        pool.submit(lambda: (started.set(), gate.wait(30)))
+
+        async def scenario():
+            started.wait(30)
+            f = pool.run(int)
+            await asyncio.sleep(0)
+            asyncio.get_running_loop().call_soon(
+                lambda: pool.shutdown(wait=False, cancel_futures=True)
+            )
+            with pytest.raises(asyncio.CancelledError):
+                await f
+
+        watchdog(lambda: asyncio.run(scenario()))
+    finally:
+        gate.set()
+        pool.shutdown(wait=True)
+
+
+def _cancel_while_running() -> None:
+    gate = threading.Event()
+    started = threading.Event()
+    pool = chanpool.WorkerPool(1)
+    try:
+
+        async def scenario():
+            f = pool.run(lambda: (started.set(), gate.wait(30))[1])
+            await asyncio.to_thread(started.wait, 30)
+            f.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await f
+            gate.set()
+            # The next call's outcome still arrives.
+            return await pool.run(int, "5")
+
+        assert watchdog(lambda: asyncio.run(scenario())) == 5
+    finally:
+        gate.set()
+        pool.shutdown(wait=True)
+
+
+def test_pool_run_cancelled_while_running_keeps_running_and_loses_nothing():
+    """Cancelling the await of a running call: the call finishes; the loop is not disturbed
+    when its outcome arrives for a future that is already cancelled."""
+    for _ in range(20):
+        _cancel_while_running()

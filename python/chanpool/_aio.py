@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextvars
+import functools
 import weakref
 from typing import Any, Optional, TypeVar
 
 from chanpool import _core
 from chanpool._errors import Closed
 
-__all__ = ["await_future", "on_close", "waker"]
+__all__ = ["await_future", "on_close", "run", "waker"]
 
 _T = TypeVar("_T")
 
@@ -285,3 +287,48 @@ async def _await_future(fut: cf.Future[_T]) -> _T:
     if fut.cancelled():
         raise asyncio.CancelledError()
     return fut.result()
+
+
+class _Relay:
+    """Stands in the waker's queue for ``pool.run``'s asyncio future: the drain's (or the
+    same-loop path's) ``set_result`` copies the pool future's outcome into it."""
+
+    __slots__ = ("dst", "src")
+
+    def __init__(self, dst: asyncio.Future[Any], src: cf.Future[Any]) -> None:
+        self.dst = dst
+        self.src = src
+
+    def done(self) -> bool:
+        return self.dst.done()
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self.dst.get_loop()
+
+    def set_result(self, _: object) -> None:
+        src, dst = self.src, self.dst
+        if src.cancelled():
+            dst.cancel()
+            return
+        exc = src.exception()
+        if exc is None:
+            dst.set_result(src.result())
+        else:
+            dst.set_exception(exc)
+
+
+def _cancel_call(src: cf.Future[Any], dst: asyncio.Future[Any]) -> None:
+    # As asyncio.to_thread: cancelling the await cancels the call if it has not started.
+    if dst.cancelled():
+        src.cancel()
+
+
+def run(pool: Any, fn: Any, args: Any, kwargs: Any) -> asyncio.Future[Any]:
+    """``pool.run``: the call's outcome lands in an asyncio future of the running loop."""
+    loop = asyncio.get_running_loop()
+    w = _last[1] if _last[0] is loop else waker(loop)
+    src = pool.submit(contextvars.copy_context().run, fn, *args, **kwargs)
+    dst = loop.create_future()
+    src.add_done_callback(_core._AioWait(w, _Relay(dst, src)))
+    dst.add_done_callback(functools.partial(_cancel_call, src))
+    return dst

@@ -9,14 +9,16 @@ one (no work queue, no Python threads), and the stock class's private helpers ar
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextvars
 import logging
 from collections import deque
-from typing import Any, AsyncIterator, Callable, Iterator, Literal, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Literal, Optional, TypeVar
 
-from chanpool import _core
+from chanpool import _aio, _core
 from chanpool._context import Context, _run_in
 from chanpool._future import Future
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["WorkerPool"]
 
@@ -79,14 +81,15 @@ class WorkerPool(_core.WorkerPool, cf.ThreadPoolExecutor):  # type: ignore[misc,
         self.shutdown(wait=True)
         return False
 
-    def run(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+    def run(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> asyncio.Future[_T]:
         """For coroutines: ``await pool.run(fn, *args, **kwargs)`` runs fn on the pool in a copy
-        of the caller's contextvars (as asyncio.to_thread) and wakes the awaiting task through
-        its loop's waker. Submitted at once; the returned Future is awaitable (cancelling the
-        await cancels the call if it has not started)."""
+        of the caller's contextvars (as asyncio.to_thread). Submitted at once; returns an
+        asyncio future of the running loop (no task, no coroutine in between: gather takes it
+        as it is), resolved on the loop through its waker. Cancelling it cancels the call if
+        it has not started; a call cancelled in the pool (shutdown) cancels it."""
         if not callable(fn):
             raise TypeError(f"run() needs a callable, got {type(fn).__name__}")
-        return self.submit(contextvars.copy_context().run, fn, *args, **kwargs)
+        return _aio.run(self, fn, args, kwargs)
 
     def map_async(
         self, fn: Callable[..., _T], /, *iterables: Any, buffersize: Optional[int] = None

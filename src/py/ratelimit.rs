@@ -156,12 +156,12 @@ impl TokenBucket {
         timeout: Timeout,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (_, n) = slf.get().checked(n)?;
-        pyaio::coroutine(slf.py(), "bucket_acquire")?.call1((slf, n, pyaio::secs(timeout)))
+        crate::aio_coroutine!(slf.py(), "bucket_acquire")?.call1((slf, n, pyaio::secs(timeout)))
     }
 
     /// `async with bucket:` takes one token.
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        pyaio::coroutine(slf.py(), "bucket_acquire")?.call1((slf, 1, None::<f64>))
+        crate::aio_coroutine!(slf.py(), "bucket_acquire")?.call1((slf, 1, None::<f64>))
     }
 
     fn __aexit__<'py>(
@@ -170,7 +170,7 @@ impl TokenBucket {
         _exc: &Bound<'py, PyAny>,
         _tb: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        pyaio::coroutine(slf.py(), "nothing")?.call0()
+        crate::aio_coroutine!(slf.py(), "nothing")?.call0()
     }
 
     /// A coroutine's step (see chanpool._aio): (True, None) taken; (False, secs) sleep that

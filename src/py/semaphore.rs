@@ -143,11 +143,11 @@ impl Semaphore {
     ) -> PyResult<Bound<'py, PyAny>> {
         let n = n.at_least(1, "n")?;
         slf.get().checked(n)?;
-        pyaio::coroutine(slf.py(), "sem_acquire")?.call1((slf, n, pyaio::secs(timeout)))
+        crate::aio_coroutine!(slf.py(), "sem_acquire")?.call1((slf, n, pyaio::secs(timeout)))
     }
 
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        pyaio::coroutine(slf.py(), "sem_acquire")?.call1((slf, 1, None::<f64>))
+        crate::aio_coroutine!(slf.py(), "sem_acquire")?.call1((slf, 1, None::<f64>))
     }
 
     fn __aexit__<'py>(
@@ -156,7 +156,7 @@ impl Semaphore {
         _exc: &Bound<'py, PyAny>,
         _tb: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        pyaio::coroutine(slf.py(), "sem_release")?.call1((slf,))
+        crate::aio_coroutine!(slf.py(), "sem_release")?.call1((slf,))
     }
 
     /// A coroutine's step: takes n permits now or registers `wait` (see chanpool._aio).

@@ -4,17 +4,18 @@
 
 mod waker;
 
-pub use waker::{AioWait, LoopWaker, PassOn, Wake};
+pub use waker::{direct, AioWait, LoopWaker, PassOn, Wake};
 
 use crate::py::args::Timeout;
-use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 
-/// A coroutine function of `chanpool._aio`, looked up once (lazily: `_aio` imports `_core`).
-pub fn coroutine<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, PyAny>> {
-    static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    let m = MODULE.get_or_try_init(py, || py.import("chanpool._aio").map(|m| m.unbind()))?;
-    m.bind(py).getattr(name)
+/// A coroutine function of `chanpool._aio`, looked up once per call site (lazily: `_aio`
+/// imports `_core`); a getattr per call showed on the hot paths (send_async, recv_async).
+#[macro_export]
+macro_rules! aio_coroutine {
+    ($py:expr, $name:literal) => {{
+        static F: pyo3::sync::PyOnceLock<pyo3::Py<pyo3::PyAny>> = pyo3::sync::PyOnceLock::new();
+        F.import($py, "chanpool._aio", $name)
+    }};
 }
 
 /// A validated timeout as the coroutines take it: None (forever, huge ones included) or the

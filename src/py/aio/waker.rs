@@ -6,17 +6,31 @@
 //! every pending asyncio future that is not cancelled. So a batch of wake-ups costs one pipe
 //! write and one loop callback, like one `call_soon_threadsafe`, without taking the GIL on the
 //! waking side.
+//!
+//! The same-loop fast path (`direct`): a channel call made attached runs in a scope; a wake-up
+//! it makes for a loop last seen on this thread is collected in a thread-local list (still
+//! inside the core lock: no Python), and after the call, outside every core lock, the scope
+//! resolves the futures whose loop is running on this thread right now, as asyncio.Queue does
+//! (`set_result` schedules the woken task with `call_soon`): no pipe write, no trip through
+//! the selector. Every other wake-up takes the pipe.
 
 use crate::core::notify::Notify;
 use crate::core::sync::Mutex;
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A loop's pending queue and its wake-up pipe.
 pub struct LoopQueue {
     pending: Mutex<Pending>,
+    /// The thread its loop last ran on, as seen by `waker()` and the drain (`this_thread`):
+    /// only wake-ups made there may be resolved directly.
+    thread: AtomicUsize,
     reader: std::io::PipeReader,
     writer: std::io::PipeWriter,
 }
@@ -30,6 +44,10 @@ struct Pending {
 }
 
 impl LoopQueue {
+    fn on_this_thread(&self) -> bool {
+        self.thread.load(Ordering::Relaxed) == this_thread()
+    }
+
     fn push(&self, w: Arc<Wake>) -> bool {
         let first = {
             let mut p = self.pending.lock();
@@ -77,12 +95,144 @@ impl Wake {
 
 impl Notify for Wake {
     fn notify(self: Arc<Self>) -> bool {
-        let q = Arc::clone(&self.queue);
-        q.push(self)
+        // A closed loop's registration (not swept out yet) answers no at once, so the queue
+        // wakes the next one (collected first, its wake-up would be lost in `resolve`).
+        if !self.listening() {
+            return false;
+        }
+        let mut me = Some(self);
+        if me.as_ref().is_some_and(|w| w.queue.on_this_thread()) {
+            // Err only while this thread's locals are torn down: then the pipe.
+            let _ = DIRECT.try_with(|d| {
+                if let Some(woken) = d.borrow_mut().as_mut() {
+                    woken.extend(me.take());
+                }
+            });
+        }
+        match me {
+            None => true,
+            Some(w) => {
+                let q = Arc::clone(&w.queue);
+                q.push(w)
+            }
+        }
     }
 
     fn listening(&self) -> bool {
         !self.queue.pending.lock().dead
+    }
+}
+
+thread_local! {
+    /// The wake-ups collected by this thread's innermost `direct` scope (None: no scope).
+    static DIRECT: RefCell<Option<Vec<Arc<Wake>>>> = const { RefCell::new(None) };
+    /// Its address names this thread while it lives (a reused one is caught by `direct`'s
+    /// running-loop check).
+    static MARK: u8 = const { 0 };
+}
+
+fn this_thread() -> usize {
+    MARK.with(|m| m as *const u8 as usize)
+}
+
+/// Leaves the scope (restoring an enclosing one). Dropped without `leave` (a panic), the
+/// wake-ups collected take the pipe: none is lost.
+struct Scope {
+    outer: Option<Vec<Arc<Wake>>>,
+    done: bool,
+}
+
+impl Scope {
+    fn enter() -> Scope {
+        Scope {
+            outer: DIRECT.with(|d| d.borrow_mut().replace(Vec::new())),
+            done: false,
+        }
+    }
+
+    fn leave(&mut self) -> Vec<Arc<Wake>> {
+        self.done = true;
+        DIRECT
+            .with(|d| std::mem::replace(&mut *d.borrow_mut(), self.outer.take()))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        if !self.done {
+            for w in self.leave() {
+                let q = Arc::clone(&w.queue);
+                q.push(w);
+            }
+        }
+    }
+}
+
+/// Runs `f`, a non-blocking core call made attached (its locks held inside it only), with the
+/// wake-ups for loops whose thread this is collected; then, outside those locks, resolves the
+/// ones whose loop is running right here (the woken task is scheduled with call_soon, as
+/// asyncio.Queue does) and sends the others through their pipes.
+pub fn direct<R>(py: Python<'_>, f: impl FnOnce() -> R) -> R {
+    let mut scope = Scope::enter();
+    let r = f();
+    let woken = scope.leave();
+    if !woken.is_empty() {
+        resolve(py, woken);
+    }
+    r
+}
+
+fn resolve(py: Python<'_>, woken: Vec<Arc<Wake>>) {
+    static RUNNING: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let running = RUNNING
+        .import(py, "asyncio.events", "_get_running_loop")
+        .and_then(|f| f.call0())
+        .ok()
+        .filter(|l| !l.is_none());
+    for w in woken {
+        let here = running.as_ref().is_some_and(|l| {
+            w.fut
+                .bind(py)
+                .call_method0(intern!(py, "get_loop"))
+                .is_ok_and(|fl| fl.is(l))
+        });
+        if here {
+            w.resolve(py);
+        } else {
+            let q = Arc::clone(&w.queue);
+            let pass_on = w.pass_on.is_some().then(|| Arc::clone(&w));
+            if !q.push(w) {
+                // Its loop closed meanwhile: the wake-up goes to the next waiter.
+                if let Some(pass_on) = pass_on.as_ref().and_then(|w| w.pass_on.as_ref()) {
+                    pass_on();
+                }
+            }
+        }
+    }
+}
+
+impl Wake {
+    /// On its loop's thread, the loop running: the drain's
+    /// `if not fut.done(): fut.set_result(None)`.
+    fn resolve(&self, py: Python<'_>) {
+        let fut = self.fut.bind(py);
+        let r = fut
+            .call_method0(intern!(py, "done"))
+            .and_then(|d| d.is_truthy())
+            .and_then(|done| match done {
+                true => Ok(()),
+                false => fut
+                    .call_method1(intern!(py, "set_result"), (py.None(),))
+                    .map(drop),
+            });
+        if let Err(e) = r {
+            e.write_unraisable(py, Some(fut));
+            // Its coroutine will not wake: the wake-up goes to the next waiter.
+            if let Some(pass_on) = &self.pass_on {
+                pass_on();
+            }
+        }
     }
 }
 
@@ -107,6 +257,8 @@ pub struct LoopWaker {
 impl LoopWaker {
     /// A registration whose wake-up resolves `fut` on this waker's loop.
     pub fn wake(&self, fut: Py<PyAny>, pass_on: Option<PassOn>) -> Arc<Wake> {
+        // Made by a coroutine of this loop: the loop runs on this thread.
+        self.queue.thread.store(this_thread(), Ordering::Relaxed);
         Arc::new(Wake {
             fut,
             queue: Arc::clone(&self.queue),
@@ -125,6 +277,7 @@ impl LoopWaker {
         Ok(LoopWaker {
             queue: Arc::new(LoopQueue {
                 pending: Mutex::new(Pending::default()),
+                thread: AtomicUsize::new(this_thread()),
                 reader,
                 writer,
             }),
@@ -141,6 +294,7 @@ impl LoopWaker {
     /// may switch threads, and a daemon loop thread must not be stopped at interpreter exit
     /// inside a native frame (PYO3-NOTES: finalization).
     fn take(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
+        self.queue.thread.store(this_thread(), Ordering::Relaxed);
         let mut buf = [0u8; 64];
         while matches!((&self.queue.reader).read(&mut buf), Ok(n) if n > 0) {}
         let batch = std::mem::take(&mut self.queue.pending.lock().wakes);

@@ -200,7 +200,7 @@ impl Channel {
     /// Sends, waiting (GIL released) for room or, unbuffered, for a receiver.
     pub(super) fn send(&self, py: Python<'_>, item: Value, timeout: Timeout) -> PyResult<()> {
         let deadline = timeout.deadline;
-        match self.inner.core()?.try_send(item) {
+        match pyaio::direct(py, || self.inner.core().map(|c| c.try_send(item)))? {
             Ok(()) => Ok(()),
             Err(TrySend::Closed(_)) => Err(send_closed(py)),
             Err(TrySend::Full(item)) => match self.send_wait(py, item, deadline) {
@@ -215,7 +215,7 @@ impl Channel {
     /// channel is closed and drained.
     pub(super) fn recv(&self, py: Python<'_>, timeout: Timeout) -> PyResult<Value> {
         let deadline = timeout.deadline;
-        match self.inner.core()?.try_recv() {
+        match pyaio::direct(py, || self.inner.core().map(|c| c.try_recv()))? {
             Ok(v) => Ok(v),
             Err(TryRecv::Closed) => Err(self.inner.ended(py)),
             Err(TryRecv::Empty) => match self.recv_wait(py, deadline) {
@@ -229,7 +229,7 @@ impl Channel {
     /// Sends only if that needs no waiting (room, or a receiver waiting: a plain recv() or a
     /// select); False otherwise.
     pub(super) fn try_send(&self, py: Python<'_>, item: Value) -> PyResult<bool> {
-        match self.inner.core()?.try_send(item) {
+        match pyaio::direct(py, || self.inner.core().map(|c| c.try_send(item)))? {
             Ok(()) => Ok(true),
             Err(TrySend::Full(item)) => {
                 item.drop_ref(py); // at once: see py/fastcall
@@ -242,7 +242,7 @@ impl Channel {
     /// (value, True) if one was ready (buffered, or a waiting sender's), else (None, False);
     /// raises like recv() once the channel is closed and drained.
     pub(super) fn try_recv(&self, py: Python<'_>) -> PyResult<(Option<Value>, bool)> {
-        match self.inner.core()?.try_recv() {
+        match pyaio::direct(py, || self.inner.core().map(|c| c.try_recv()))? {
             Ok(v) => Ok((Some(v), true)),
             Err(TryRecv::Empty) => Ok((None, false)),
             Err(TryRecv::Closed) => Err(self.inner.ended(py)),
@@ -258,7 +258,7 @@ impl Channel {
     ) -> PyResult<()> {
         let block = block.0;
         let deadline = timeout.deadline(block)?;
-        match self.inner.core()?.try_send(item) {
+        match pyaio::direct(py, || self.inner.core().map(|c| c.try_send(item)))? {
             Ok(()) => Ok(()),
             Err(TrySend::Closed(_)) => Err(put_closed(py)),
             Err(TrySend::Full(_)) if !block => Err(errors::queue_full_plain(py)),
@@ -279,7 +279,7 @@ impl Channel {
     ) -> PyResult<Value> {
         let block = block.0;
         let deadline = timeout.deadline(block)?;
-        match self.inner.core()?.try_recv() {
+        match pyaio::direct(py, || self.inner.core().map(|c| c.try_recv()))? {
             Ok(v) => Ok(v),
             Err(TryRecv::Closed) => Err(self.inner.ended(py)),
             Err(TryRecv::Empty) if !block => Err(errors::queue_empty(py)),
@@ -321,12 +321,12 @@ impl Channel {
     /// Closes the channel: sends fail, receivers drain what is buffered, then get
     /// chanpool.Closed (or `error`, if given). Returns False if it was already closed.
     #[pyo3(signature = (error=None))]
-    fn close(&self, error: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    fn close(&self, py: Python<'_>, error: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let reason = match error.filter(|e| !e.is_none()) {
             None => None,
             Some(e) => Some(close::close_reason(e)?),
         };
-        Ok(self.inner.core()?.close_with(reason))
+        pyaio::direct(py, || self.inner.core().map(|c| c.close_with(reason)))
     }
 
     #[getter]
@@ -360,7 +360,7 @@ impl Channel {
 
     /// Iteration receives until the channel is closed and drained (a close error is raised).
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Value>> {
-        let r = match self.inner.core()?.try_recv() {
+        let r = match pyaio::direct(py, || self.inner.core().map(|c| c.try_recv()))? {
             Ok(v) => return Ok(Some(v)),
             Err(TryRecv::Closed) => Err(Stop::Closed),
             Err(TryRecv::Empty) => self.recv_wait(py, None),
@@ -385,13 +385,13 @@ impl Channel {
         item: Value,
         timeout: Timeout,
     ) -> PyResult<Bound<'py, PyAny>> {
-        pyaio::coroutine(slf.py(), "send")?.call1((slf, item, pyaio::secs(timeout)))
+        crate::aio_coroutine!(slf.py(), "send")?.call1((slf, item, pyaio::secs(timeout)))
     }
 
     /// Receives from a coroutine; a cancelled recv_async has consumed nothing.
     #[pyo3(signature = (timeout=Timeout::FOREVER), text_signature = "($self, timeout=None)")]
     fn recv_async<'py>(slf: &Bound<'py, Self>, timeout: Timeout) -> PyResult<Bound<'py, PyAny>> {
-        pyaio::coroutine(slf.py(), "recv")?.call1((slf, pyaio::secs(timeout)))
+        crate::aio_coroutine!(slf.py(), "recv")?.call1((slf, pyaio::secs(timeout)))
     }
 
     fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -400,7 +400,7 @@ impl Channel {
 
     /// `async for` receives until the channel is closed and drained, like iteration.
     fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        pyaio::coroutine(slf.py(), "anext")?.call1((slf,))
+        crate::aio_coroutine!(slf.py(), "anext")?.call1((slf,))
     }
 
     fn _aio_recv(
@@ -409,7 +409,7 @@ impl Channel {
         waker: PyRef<'_, LoopWaker>,
         fut: Value,
     ) -> PyResult<(Value, bool)> {
-        aio::recv(py, &self.inner, &waker, fut)
+        pyaio::direct(py, || aio::recv(py, &self.inner, &waker, fut))
     }
 
     fn _aio_send(
@@ -419,15 +419,20 @@ impl Channel {
         waker: PyRef<'_, LoopWaker>,
         fut: Value,
     ) -> PyResult<Option<Py<aio::ChanWait>>> {
-        aio::send(py, &self.inner, item, &waker, fut)
+        pyaio::direct(py, || aio::send(py, &self.inner, item, &waker, fut))
     }
 
-    fn _aio_leave(&self, wait: PyRef<'_, aio::ChanWait>, recv: bool) -> PyResult<bool> {
-        aio::leave(&self.inner, &wait, recv)
+    fn _aio_leave(
+        &self,
+        py: Python<'_>,
+        wait: PyRef<'_, aio::ChanWait>,
+        recv: bool,
+    ) -> PyResult<bool> {
+        pyaio::direct(py, || aio::leave(&self.inner, &wait, recv))
     }
 
     fn _aio_settle(&self, py: Python<'_>, wait: PyRef<'_, aio::ChanWait>) -> PyResult<bool> {
-        aio::settle(py, &self.inner, &wait)
+        pyaio::direct(py, || aio::settle(py, &self.inner, &wait))
     }
 
     /// Whether this channel's close ended iteration without an error (for `async for`).
