@@ -83,6 +83,14 @@ impl NotifyQueue {
         true
     }
 
+    /// Takes `r` out if it is still queued, waking nobody: for owners that wake every
+    /// registration at once (a wait group at zero), where an unused wake-up is owed to no one.
+    pub fn remove(&mut self, r: &Registration) {
+        if let Some(i) = self.queue.iter().position(|q| same(q, r)) {
+            self.queue.remove(i);
+        }
+    }
+
     /// In a fork child: the registrations belong to event loops of threads that are gone.
     pub fn forget(&mut self) {
         // Not dropped here: their destructors may need an interpreter lock the child cannot
