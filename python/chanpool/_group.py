@@ -33,7 +33,7 @@ class Group:
     WorkerPool default). A group is done once ``wait()`` returned: ``go()`` then raises.
     """
 
-    __slots__ = ("_ctx", "_errors", "_finished", "_limit", "_noted", "_own", "_pool", "_sem", "_wg")
+    __slots__ = ("_ctx", "_errors", "_finished", "_limit", "_noted", "_own", "_pool", "_run", "_sem", "_wg")
 
     def __init__(
         self,
@@ -61,6 +61,7 @@ class Group:
         self._errors: list[BaseException] = []
         self._finished = False
         self._noted = False
+        self._run = self._task  # one bound method for every submit
 
     # -- starting
 
@@ -73,7 +74,22 @@ class Group:
         sem = self._sem
         if sem is not None:
             sem.acquire()
-        self._start(fn, args, kwargs)
+        # _start, inlined: go() is the per-task hot path.
+        if self._finished or self._ctx._err is not None:
+            self._refuse()
+            return
+        wg = self._wg
+        try:
+            wg.add(1)
+        except BaseException:
+            if sem is not None:
+                sem.release()
+            raise
+        try:
+            (self._pool or self._own_pool()).submit(self._run, fn, args, kwargs)
+        except BaseException:
+            self._settle()
+            raise
 
     def try_go(self, fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> bool:
         """``go()`` without waiting: False (and nothing started) when ``limit`` tasks are
@@ -83,54 +99,56 @@ class Group:
         sem = self._sem
         if sem is not None and not sem.try_acquire():
             return False
-        self._start(fn, args, kwargs)
-        return True
-
-    def _start(self, fn: Callable[..., object], args: Any, kwargs: Any) -> None:
-        """Counts the task in and queues it; the limit's permit is already held."""
         if self._finished or self._ctx._err is not None:
-            if self._sem is not None:
-                self._sem.release()
-            if self._finished:
-                raise RuntimeError("this Group was already waited for; make a new one")
-            return
+            self._refuse()
+            return True
         try:
             self._wg.add(1)
         except BaseException:
-            if self._sem is not None:
-                self._sem.release()
+            if sem is not None:
+                sem.release()
             raise
         try:
-            pool = self._pool
-            if pool is None:
-                pool = self._pool = WorkerPool(self._limit, thread_name_prefix="chanpool-group")
-            pool.submit(self._task, fn, args, kwargs)
+            (self._pool or self._own_pool()).submit(self._run, fn, args, kwargs)
         except BaseException:
             self._settle()
             raise
+        return True
+
+    def _refuse(self) -> None:
+        """A go() on a finished group raises; on a cancelled one the call is dropped."""
+        if self._sem is not None:
+            self._sem.release()
+        if self._finished:
+            raise RuntimeError("this Group was already waited for; make a new one")
+
+    def _own_pool(self) -> WorkerPool:
+        pool = self._pool = WorkerPool(self._limit, thread_name_prefix="chanpool-group")
+        return pool
 
     def _task(self, fn: Callable[..., object], args: Any, kwargs: Any) -> None:
         """One task on a worker: skipped if the group is cancelled, run under its context, a
         failure recorded and the group cancelled before the task counts as finished."""
         ctx = self._ctx
-        try:
-            if ctx._err is None:
-                token = _current.set(ctx)
-                try:
-                    fn(*args, **kwargs)
-                except BaseException as e:  # handed to wait()
-                    # The group's own cancellation, raised by raise_if_cancelled(), is no
-                    # failure of its own.
-                    if e is not ctx._err:
-                        self._errors.append(e)
-                        ctx.cancel()
-                finally:
-                    _current.reset(token)
-        finally:
-            self._settle()
+        if ctx._err is None:
+            token = _current.set(ctx)
+            try:
+                fn(*args, **kwargs)
+            except BaseException as e:  # handed to wait()
+                # The group's own cancellation, raised by raise_if_cancelled(), is no failure
+                # of its own.
+                if e is not ctx._err:
+                    self._errors.append(e)
+                    ctx.cancel()
+            finally:
+                _current.reset(token)
+        # _settle, inlined. The permit goes back before the count: once wait() returns, so has
+        # every permit.
+        if self._sem is not None:
+            self._sem.release()
+        self._wg.done()
 
     def _settle(self) -> None:
-        # The permit goes back before the count: once wait() returns, so has every permit.
         if self._sem is not None:
             self._sem.release()
         self._wg.done()
