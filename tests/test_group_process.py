@@ -26,9 +26,12 @@ assert wg.wait(0)
 
 g = chanpool.Group()
 seen = []
+started = threading.Event()
 def task():
+    started.set()
     seen.append(chanpool.current_context().wait(60))
 g.go(task)
+assert started.wait(30)  # else the cancellation would rightly drop it unstarted
 interrupt_when(blocked_in_function("wait"))
 expect_interrupt(g.wait)
 # Ctrl-C cancelled the group: the task ended, a second wait() returns.
