@@ -13,7 +13,6 @@ import chanpool
 import pytest
 from chanpool import Cancelled, Context, Group, WaitGroup, WorkerPool, current_context
 
-
 # -- WaitGroup
 
 
@@ -64,7 +63,7 @@ def test_waitgroup_timeout_returns_false():
 
 
 def test_waitgroup_many_threads_exact():
-    for _ in range(30):
+    def one_round() -> None:
         wg = WaitGroup()
         n = 16
         finished = []
@@ -86,6 +85,9 @@ def test_waitgroup_many_threads_exact():
             t.join()
         assert waiters_saw == [(True, n)] * 3
         assert sorted(finished) == list(range(n)) and wg.count == 0
+
+    for _ in range(30):
+        one_round()
 
 
 def test_waitgroup_wait_async():
@@ -275,7 +277,8 @@ def test_ten_thousand_tasks_with_random_failures(workers):
     was cancelled) no queued task starts, except those already past the start check on the
     `workers` threads; wait() always returns."""
     rng = random.Random(1234 + workers)
-    for _ in range(5):
+
+    def one_round() -> None:
         n = 10_000
         fail_at = set(rng.sample(range(n), rng.randint(1, 20)))
         pool = WorkerPool(workers)
@@ -308,6 +311,9 @@ def test_ten_thousand_tasks_with_random_failures(workers):
             assert [e.args[0] for e in g.exceptions] == [min(fail_at)]
         pool.shutdown()
 
+    for _ in range(5):
+        one_round()
+
 
 def test_ten_thousand_tasks_on_own_threads_with_limit():
     g = Group(limit=3)
@@ -331,7 +337,7 @@ def test_ten_thousand_tasks_on_own_threads_with_limit():
 
 @pytest.mark.parametrize("limit", [1, 3])
 def test_limit_is_exact(limit):
-    for pool in (None, WorkerPool(8)):
+    def one_round(pool: WorkerPool | None) -> None:
         g = Group(limit=limit, pool=pool)
         lock = threading.Lock()
         inside = [0]
@@ -356,6 +362,9 @@ def test_limit_is_exact(limit):
         assert inside[0] == 0
         if pool is not None:
             pool.shutdown()
+
+    for pool in (None, WorkerPool(8)):
+        one_round(pool)
 
 
 def test_try_go_refuses_when_full():

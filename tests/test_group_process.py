@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import CTRL_C_PRELUDE, assert_clean_exit, run_py
+from helpers import CTRL_C_PRELUDE
 from test_ratelimit_process import run_many
 
 

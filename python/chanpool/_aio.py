@@ -237,7 +237,7 @@ async def wg_wait(wg: Any, timeout: Optional[float]) -> bool:
             raise
         if not woken:
             wg._aio_leave(reg)
-            return wg.count == 0
+            return bool(wg.count == 0)
 
 
 async def sem_release(sem: Any) -> None:

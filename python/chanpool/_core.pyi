@@ -19,6 +19,7 @@ __all__ = [
     "Semaphore",
     "Subscription",
     "TokenBucket",
+    "WaitGroup",
     "WorkerPool",
     "_AioWait",
     "_LoopWaker",
@@ -298,6 +299,7 @@ class Semaphore:
     def _aio_acquire(self, n: int, wait: _AioWait, woken: bool) -> bool: ...
     def _aio_leave(self, wait: _AioWait) -> None: ...
 
+@disjoint_base
 class WaitGroup:
     """Go's sync.WaitGroup: add(n), done(), wait() until the counter is zero."""
 

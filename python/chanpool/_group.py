@@ -33,7 +33,18 @@ class Group:
     WorkerPool default). A group is done once ``wait()`` returned: ``go()`` then raises.
     """
 
-    __slots__ = ("_ctx", "_errors", "_finished", "_limit", "_noted", "_own", "_pool", "_run", "_sem", "_wg")
+    __slots__ = (
+        "_ctx",
+        "_errors",
+        "_finished",
+        "_limit",
+        "_noted",
+        "_own",
+        "_pool",
+        "_run",
+        "_sem",
+        "_wg",
+    )
 
     def __init__(
         self,

@@ -309,7 +309,7 @@ def test_waitgroup_misuse(impl: Impl) -> None:
 
 
 def test_waitgroup_race(impl: Impl) -> None:
-    for _ in range(1000):
+    def one_round() -> None:
         wg = impl.waitgroup()
         n = [0]
         lock = threading.Lock()
@@ -327,3 +327,6 @@ def test_waitgroup_race(impl: Impl) -> None:
         assert n[0] == 2, "Spurious wakeup from Wait"
         a.join()
         b.join()
+
+    for _ in range(1000):
+        one_round()
