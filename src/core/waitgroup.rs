@@ -121,7 +121,7 @@ impl WaitGroup {
     }
 
     /// Coroutines registered right now (tests).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn aio_waiting(&self) -> usize {
         self.state.lock().aio.len()
     }
