@@ -163,7 +163,7 @@ ERR2 = ValueError("errgroup_test: 2")
 def test_zero_group(impl: Impl) -> None:
     # Go calls Wait after every Go on the same group; a finished chanpool group refuses more
     # work (its context is cancelled, and it never starts work under a cancelled context), so
-    # the chanpool side asserts that, then runs each prefix on a fresh group.
+    # the chanpool side asserts that, then runs each prefix on a fresh group, one task at a time.
     cases: list[list[Optional[BaseException]]] = [
         [],
         [None],
@@ -181,7 +181,8 @@ def test_zero_group(impl: Impl) -> None:
                 g.go(lambda err=err: err)
                 assert g.wait() is first
             else:
-                fresh = impl.group()
+                # One at a time, as Go's Wait after each Go orders them.
+                fresh = impl.group(limit=1)
                 for e in errs[: i + 1]:
                     fresh.go(lambda e=e: e)
                 assert fresh.wait() is first
