@@ -62,6 +62,22 @@ PATHS: dict[str, dict[str, tuple[str, str]]] = {
             "fs = [p.apply_async(abs, (i,)) for i in range(n)]\nfor f in fs: f.get()",
         ),
     },
+    "Group go+wait (4 workers)": {
+        "chanpool Group": (
+            "from chanpool import Group, WorkerPool; p = WorkerPool(4)\n"
+            "g = Group(pool=p); g.go(abs, 1); g.wait()",
+            "g = Group(pool=p)\nfor i in range(n): g.go(abs, i)\ng.wait()",
+        ),
+        "chanpool submit+result": (
+            "from chanpool import WorkerPool; p = WorkerPool(4); p.submit(abs, 1).result()",
+            "fs = [p.submit(abs, i) for i in range(n)]\nfor f in fs: f.result()",
+        ),
+        "TPE + wait(FIRST_EXCEPTION)": (
+            "import concurrent.futures as cf; p = cf.ThreadPoolExecutor(4); p.submit(abs, 1)",
+            "fs = [p.submit(abs, i) for i in range(n)]\n"
+            "cf.wait(fs, return_when=cf.FIRST_EXCEPTION)",
+        ),
+    },
     "round trip (16 workers)": {
         "chanpool": (
             "from chanpool import WorkerPool; p = WorkerPool(16); p.submit(abs, 1).result()",

@@ -26,12 +26,14 @@ from chanpool._core import (
     Semaphore,
     Subscription,
     TokenBucket,
+    WaitGroup,
     __version__,
     fan_in,
     select,
 )
 from chanpool._errors import Closed, QueueFull, ShutDown
 from chanpool._future import Future
+from chanpool._group import Group
 from chanpool._pipeline import fan_out, pipeline
 from chanpool._pool import WorkerPool
 from chanpool._queue import Queue
@@ -44,6 +46,7 @@ __all__ = [
     "Context",
     "DeadlineExceeded",
     "Future",
+    "Group",
     "MapIterator",
     "Message",
     "PubSub",
@@ -53,6 +56,7 @@ __all__ = [
     "ShutDown",
     "Subscription",
     "TokenBucket",
+    "WaitGroup",
     "WorkerPool",
     "__version__",
     "current_context",

@@ -225,6 +225,30 @@ async def sem_acquire(sem: Any, n: int, timeout: Optional[float]) -> bool:
             return False
 
 
+async def wg_wait(wg: Any, timeout: Optional[float]) -> bool:
+    """WaitGroup.wait_async: every registration is woken when the counter reaches zero; a
+    round that finds it above zero again (a later add) registers anew."""
+    loop = asyncio.get_running_loop()
+    w = waker(loop)
+    deadline = _deadline(loop, timeout)
+    while True:
+        fut = loop.create_future()
+        reg = _core._AioWait(w, fut)
+        if wg._aio_zero(reg):
+            return True
+        if timeout == 0:
+            wg._aio_leave(reg)
+            return False
+        try:
+            woken = await _round(loop, fut, deadline)
+        except BaseException:
+            wg._aio_leave(reg)
+            raise
+        if not woken:
+            wg._aio_leave(reg)
+            return bool(wg.count == 0)
+
+
 async def sem_release(sem: Any) -> None:
     sem.release()
 

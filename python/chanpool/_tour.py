@@ -757,7 +757,29 @@ def tour_inventory(sizes: TourSizes, say: Say) -> list[TourRow]:
         f"InventoryManager: {n:,} adds/removes over {len(products)} products on {workers}"
         f" workers, final stock checked; selling out published {topics}"
     )
+    say(f"  a batch order as a Group (errgroup): {_batch_order()}")
     return [TourRow("inventory", f"{n:,} operations", "dict + Lock + TPE", t["py"], t["cp"])]
+
+
+def _batch_order() -> str:
+    """A batch of stock operations as one Group: each line of the order is a task, the first
+    InsufficientStock cancels the lines not started yet, wait() raises it."""
+    from chanpool import Group
+    from chanpool.inventory import InsufficientStock, InventoryManager
+
+    with InventoryManager(workers=2) as inv:
+        for p in ("pear", "plum", "fig"):
+            inv.add_stock(p, 2).result()
+        g = Group(limit=2)
+        for p, q in (("pear", 1), ("plum", 5), ("fig", 1)):
+            g.go(lambda p=p, q=q: inv.remove_stock(p, q).result())
+        try:
+            g.wait()
+            outcome = "every line removed"
+        except InsufficientStock as e:
+            outcome = f"stopped by {e}"
+        left = {p: inv.check_stock(p).result() for p in ("pear", "plum", "fig")}
+    return f"{outcome}; stock now {left}"
 
 
 TOUR: list[Callable[[TourSizes, Say], list[TourRow]]] = [

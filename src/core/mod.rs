@@ -13,3 +13,4 @@ pub mod semaphore;
 pub mod sync;
 pub mod topic;
 pub mod wait;
+pub mod waitgroup;

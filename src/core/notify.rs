@@ -112,9 +112,11 @@ impl NotifyQueue {
         true
     }
 
-    /// Takes `r` out if it is still queued (true); false if it was woken meanwhile. For a
-    /// registration queued in several queues at once (an async select), which decides itself
-    /// where a wake-up it got and did not use goes.
+    /// Takes `r` out if it is still queued (true); false if it was woken meanwhile, waking
+    /// nobody. For a registration queued in several queues at once (an async select), which
+    /// decides itself where a wake-up it got and did not use goes, and for owners that wake
+    /// every registration at once (a wait group at zero), where an unused wake-up is owed to
+    /// no one.
     pub fn remove(&mut self, r: &Registration) -> bool {
         match self.queue.iter().position(|q| same(q, r)) {
             Some(i) => {

@@ -36,6 +36,11 @@ impl Count {
         u64::try_from(self.0).map_err(|_| PyValueError::new_err(format!("{what} is too large")))
     }
 
+    /// The value as a signed 64-bit int, if it is one (a counter's delta).
+    pub fn signed(self) -> Option<i64> {
+        i64::try_from(self.0).ok()
+    }
+
     /// `at_least`, as a size (of a queue, a chunk, a count of workers).
     pub fn size(self, min: u64, what: &str) -> PyResult<usize> {
         usize::try_from(self.at_least(min, what)?)

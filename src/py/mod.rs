@@ -16,4 +16,5 @@ pub mod pubsub;
 pub mod ratelimit;
 pub mod runtime;
 pub mod semaphore;
+pub mod waitgroup;
 pub mod worker;
