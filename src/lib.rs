@@ -37,6 +37,8 @@ mod _core {
     };
     #[pymodule_export]
     use crate::py::semaphore::Semaphore;
+    #[pymodule_export]
+    use crate::py::cache::{flight::{Flight as _Flight, SingleFlight}, Cache, Entry as _CacheEntry};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

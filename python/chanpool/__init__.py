@@ -17,12 +17,15 @@ from chanpool._context import (
     current_context,
     run_with_timeout,
 )
+from chanpool._cache import CacheInfo, cached
 from chanpool._core import (
+    Cache,
     Channel,
     MapIterator,
     Message,
     PubSub,
     Semaphore,
+    SingleFlight,
     Subscription,
     TokenBucket,
     __version__,
@@ -37,6 +40,8 @@ from chanpool._queue import Queue
 
 __all__ = [
     "BrokenThreadPool",
+    "Cache",
+    "CacheInfo",
     "Cancelled",
     "Channel",
     "Closed",
@@ -50,10 +55,12 @@ __all__ = [
     "QueueFull",
     "Semaphore",
     "ShutDown",
+    "SingleFlight",
     "Subscription",
     "TokenBucket",
     "WorkerPool",
     "__version__",
+    "cached",
     "current_context",
     "fan_in",
     "fan_out",
