@@ -51,6 +51,7 @@ mod _core {
             .install();
         crate::py::future::init(py)?;
         crate::py::oneshot::init(m)?;
+        crate::py::cache::flight::init(py)?;
         crate::py::pool::install(m)?;
         // Pools stop where ThreadPoolExecutor's do, in threading's exit hooks (queued work
         // runs, later atexit hooks can no longer submit); everything else at atexit.

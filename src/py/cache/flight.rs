@@ -34,9 +34,9 @@ impl Traverse for Outcome {
 }
 
 /// What a flight's traversal visits: its outcome, if it can be read without blocking.
-struct Held(CoreFlight<Outcome>);
+struct Outcomes(CoreFlight<Outcome>);
 
-impl Traverse for Held {
+impl Traverse for Outcomes {
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.0.peek(|o| o.traverse(visit)).unwrap_or(Ok(()))
     }
@@ -44,7 +44,7 @@ impl Traverse for Held {
 
 #[pyclass(module = "chanpool._core", name = "_Flight", frozen)]
 pub struct Flight {
-    core: Held,
+    core: Outcomes,
     /// The fork generation it was started in.
     gen: u64,
 }
@@ -108,28 +108,73 @@ fn follow(
     }
 }
 
+/// `_thread.allocate_lock`, looked up at module init (never imported from a call).
+static ALLOCATE_LOCK: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+
+pub fn init(py: Python<'_>) -> PyResult<()> {
+    let f = py.import("_thread")?.getattr("allocate_lock")?.unbind();
+    let _ = ALLOCATE_LOCK.set(py, f);
+    Ok(())
+}
+
+/// A Python lock (`_thread.allocate_lock()`) serialising the miss path's dict operations. A
+/// dict lookup whose key's __eq__ releases the GIL can miss a key another thread inserts
+/// meanwhile (an insert may reuse a slot the lookup already passed), so two callers could both
+/// find no flight and both load. Python's own lock is the right tool: acquire() waits with the
+/// GIL released (and Ctrl-C interrupts it), and Python code may run while it is held, which a
+/// core lock forbids. Hits never take it.
+pub struct MissLock(Py<PyAny>);
+
+pub struct Held<'py>(Bound<'py, PyAny>);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.call_method0(pyo3::intern!(self.0.py(), "release"));
+    }
+}
+
+impl MissLock {
+    pub fn new(py: Python<'_>) -> PyResult<Self> {
+        let alloc = ALLOCATE_LOCK
+            .get(py)
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("chanpool not initialised"))?;
+        Ok(MissLock(alloc.call0(py)?))
+    }
+
+    pub fn hold<'py>(&self, py: Python<'py>) -> PyResult<Held<'py>> {
+        let lock = self.0.bind(py).clone();
+        lock.call_method0(pyo3::intern!(py, "acquire"))?;
+        Ok(Held(lock))
+    }
+}
+
 /// Go's `Do`: runs `load` unless a load of `key` is in flight, in which case it waits for that
-/// one (`on_join` counts it). `recheck` runs once this caller owns the flight, before it loads:
-/// a load that finished between the caller's miss and its registration is found there (a
-/// cache stores before it forgets the flight), so each key is loaded once per miss.
+/// one (`on_join` counts it). Under `lock`: registering the flight, then `recheck` (a load
+/// that finished between the caller's miss and its registration is found there), and, after
+/// the load, `store` and forgetting the flight, so each key is loaded once per miss.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     py: Python<'_>,
     loading: &Bound<'_, PyDict>,
+    lock: &MissLock,
     key: &Bound<'_, PyAny>,
     deadline: Option<Instant>,
     recheck: impl Fn() -> PyResult<Option<Py<PyAny>>>,
     load: impl FnOnce() -> PyResult<Py<PyAny>>,
+    store: impl FnOnce(&Py<PyAny>) -> PyResult<()>,
     on_join: impl Fn(),
 ) -> PyResult<Done> {
     let mut load = Some(load);
+    let mut store = Some(store);
     loop {
         let mine = Bound::new(
             py,
             Flight {
-                core: Held(CoreFlight::new()),
+                core: Outcomes(CoreFlight::new()),
                 gen: generation(),
             },
         )?;
+        let held = lock.hold(py)?;
         let found = loading.call_method1(pyo3::intern!(py, "setdefault"), (key, &mine))?;
         if !found.is(&mine) {
             let theirs = found.cast_into::<Flight>()?;
@@ -139,9 +184,8 @@ pub fn run(
                 forget_flight(loading, key, theirs.as_any());
                 continue;
             }
-            if theirs.get().core.0.is_done() {
-                forget_flight(loading, key, theirs.as_any());
-            } else {
+            drop(held);
+            if !theirs.get().core.0.is_done() {
                 theirs.get().core.0.join();
                 on_join();
             }
@@ -150,9 +194,28 @@ pub fn run(
             }
             continue;
         }
-        let outcome = match recheck() {
+        let found = recheck();
+        let outcome = match found {
             Ok(Some(value)) => Ok(value),
-            Ok(None) => (load.take().expect("one load per call"))(),
+            Ok(None) => {
+                drop(held);
+                let loaded = (load.take().expect("one load per call"))();
+                let held = lock.hold(py);
+                let stored = match (&loaded, held) {
+                    (Ok(v), Ok(held)) => {
+                        let r = (store.take().expect("one store per call"))(v);
+                        forget_flight(loading, key, mine.as_any());
+                        drop(held);
+                        r
+                    }
+                    (_, held) => {
+                        forget_flight(loading, key, mine.as_any());
+                        drop(held);
+                        Ok(())
+                    }
+                };
+                stored.and(loaded)
+            }
             Err(e) => Err(e),
         };
         let published = match &outcome {
@@ -176,6 +239,7 @@ pub fn run(
 #[pyclass(module = "chanpool", name = "SingleFlight", frozen)]
 pub struct SingleFlight {
     loading: Py<PyDict>,
+    lock: MissLock,
 }
 
 gc_fields!(SingleFlight { loading });
@@ -183,10 +247,11 @@ gc_fields!(SingleFlight { loading });
 #[pymethods]
 impl SingleFlight {
     #[new]
-    fn new(py: Python<'_>) -> Self {
-        SingleFlight {
+    fn new(py: Python<'_>) -> PyResult<Self> {
+        Ok(SingleFlight {
             loading: PyDict::new(py).unbind(),
-        }
+            lock: MissLock::new(py)?,
+        })
     }
 
     /// fn()'s result, computed once for all callers of `key` that overlap; raises its
@@ -224,10 +289,12 @@ impl SingleFlight {
         let done = run(
             py,
             self.loading.bind(py),
+            &self.lock,
             key,
             timeout.deadline,
             || Ok(None),
             || f.call0(py),
+            |_| Ok(()),
             || {},
         )?;
         Ok((done.value, done.shared))
@@ -236,6 +303,7 @@ impl SingleFlight {
     /// Forgets the call in flight for key: later callers start a new one (Go's Forget).
     fn forget(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
         let loading = self.loading.bind(py);
+        let _held = self.lock.hold(py)?;
         if loading.contains(key)? {
             loading.del_item(key)?;
         }

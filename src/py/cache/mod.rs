@@ -87,6 +87,7 @@ enum Load<'a, 'py> {
 pub struct Cache {
     index: Py<PyDict>,
     loading: Py<PyDict>,
+    lock: flight::MissLock,
     order: Order,
     loader: RwLock<Option<Py<PyAny>>>,
     clock: RwLock<Option<Py<PyAny>>>,
@@ -126,6 +127,17 @@ impl Cache {
     /// The fresh value of `key`, touching it; None when missing or expired (then dropped).
     #[inline]
     fn lookup(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        self.find(py, key, true)
+    }
+
+    /// `lookup`, touching the entry only if `touch` (peek and `in` leave the order alone).
+    #[inline]
+    fn find(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        touch: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
         let Some(found) = self.index.bind(py).get_item(key)? else {
             return Ok(None);
         };
@@ -133,10 +145,11 @@ impl Cache {
         let e = entry.get();
         if self.ttl.is_some() && self.now(py)? >= e.expires {
             self.stats.expired.fetch_add(1, Relaxed);
+            let _held = self.lock.hold(py)?;
             self.drop_entry(py, &entry)?;
             return Ok(None);
         }
-        if self.maxsize.is_some() {
+        if touch && self.maxsize.is_some() {
             self.order.0.lock().touch(Handle::unpack(e.handle.load(Relaxed)));
         }
         Ok(Some(e.value.clone_ref(py)))
@@ -213,19 +226,19 @@ impl Cache {
         let done = flight::run(
             py,
             self.loading.bind(py),
+            &self.lock,
             key,
             timeout.deadline,
             || self.lookup(py, key),
             || {
                 self.stats.loads.fetch_add(1, Relaxed);
-                let value = match (&load, &loader) {
-                    (Load::Call(f, args, kwargs), _) => f.call(*args, *kwargs)?.unbind(),
-                    (_, Some(l)) => l.call1(py, (key,))?,
+                match (&load, &loader) {
+                    (Load::Call(f, args, kwargs), _) => Ok(f.call(*args, *kwargs)?.unbind()),
+                    (_, Some(l)) => l.call1(py, (key,)),
                     _ => unreachable!("a Key load has its loader"),
-                };
-                self.store(py, key, &value)?;
-                Ok(value)
+                }
             },
+            |value| self.store(py, key, value),
             || {
                 self.stats.coalesced.fetch_add(1, Relaxed);
             },
@@ -264,6 +277,7 @@ impl Cache {
         Ok(Cache {
             index: PyDict::new(py).unbind(),
             loading: PyDict::new(py).unbind(),
+            lock: flight::MissLock::new(py)?,
             order: Order(Mutex::new(Lru::new())),
             loader: RwLock::new(loader.0),
             clock: RwLock::new(clock.0),
@@ -318,7 +332,7 @@ impl Cache {
         self.fetch(py, key, Load::Call(r#fn, args, kwargs), Timeout::FOREVER)
     }
 
-    /// The cached value for key, or `default`; never loads and does not count as a hit/miss.
+    /// The cached value for key, or `default`; never loads, counts nothing, keeps the order.
     #[pyo3(signature = (key, default = None))]
     fn peek(
         &self,
@@ -326,16 +340,18 @@ impl Cache {
         key: &Bound<'_, PyAny>,
         default: Option<Py<PyAny>>,
     ) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.lookup(py, key)?.or(default))
+        Ok(self.find(py, key, false)?.or(default))
     }
 
     /// Stores a value (replacing the key's entry, as the most recently used).
     fn put(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: Py<PyAny>) -> PyResult<()> {
+        let _held = self.lock.hold(py)?;
         self.store(py, key, &value)
     }
 
     /// Forgets key's value; True if there was one. A load in flight is not stopped.
     fn invalidate(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let _held = self.lock.hold(py)?;
         match self.index.bind(py).get_item(key)? {
             Some(e) => {
                 self.drop_entry(py, &e.cast_into::<Entry>()?)?;
@@ -346,10 +362,12 @@ impl Cache {
     }
 
     /// Forgets every value (loads in flight still store theirs when they finish).
-    fn clear(&self, py: Python<'_>) {
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        let _held = self.lock.hold(py)?;
         let drained = self.order.0.lock().drain();
         drop(drained);
         self.index.bind(py).clear();
+        Ok(())
     }
 
     fn __len__(&self, py: Python<'_>) -> usize {
@@ -357,7 +375,7 @@ impl Cache {
     }
 
     fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        Ok(self.lookup(py, key)?.is_some())
+        Ok(self.find(py, key, false)?.is_some())
     }
 
     #[getter]
