@@ -14,6 +14,11 @@ mod _core {
     #[pymodule_export]
     use crate::py::aio::{AioWait, LoopWaker};
     #[pymodule_export]
+    use crate::py::cache::{
+        flight::{Flight as _Flight, SingleFlight},
+        Cache, Entry as _CacheEntry,
+    };
+    #[pymodule_export]
     use crate::py::channel::{fan_in, select, Channel};
     #[pymodule_export]
     use crate::py::future::{_finish_unobserved, _wait_future};
@@ -37,8 +42,6 @@ mod _core {
     };
     #[pymodule_export]
     use crate::py::semaphore::Semaphore;
-    #[pymodule_export]
-    use crate::py::cache::{flight::{Flight as _Flight, SingleFlight}, Cache, Entry as _CacheEntry};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -168,7 +168,11 @@ impl<T> Lru<T> {
 
     /// Empties the list, handing every entry back (the caller drops them after unlocking).
     pub fn drain(&mut self) -> Vec<T> {
-        let out = self.nodes.iter_mut().filter_map(|n| n.value.take()).collect();
+        let out = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.value.take())
+            .collect();
         *self = Lru::new();
         out
     }
@@ -231,7 +235,9 @@ mod tests {
         let mut handles = std::collections::HashMap::new();
         let mut x: u64 = 12345;
         for step in 0..20_000u32 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let k = ((x >> 33) % 50) as u32;
             match (x >> 20) % 4 {
                 0 | 1 => {

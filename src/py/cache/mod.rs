@@ -80,7 +80,11 @@ fn monotonic() -> f64 {
 /// call's own arguments.
 enum Load<'a, 'py> {
     Key(&'a Py<PyAny>),
-    Call(&'a Bound<'py, PyAny>, &'a Bound<'py, PyTuple>, Option<&'a Bound<'py, PyDict>>),
+    Call(
+        &'a Bound<'py, PyAny>,
+        &'a Bound<'py, PyTuple>,
+        Option<&'a Bound<'py, PyDict>>,
+    ),
 }
 
 #[pyclass(module = "chanpool", name = "Cache", frozen)]
@@ -96,7 +100,13 @@ pub struct Cache {
     stats: Stats,
 }
 
-gc_fields!(Cache { index, loading, order, loader, clock });
+gc_fields!(Cache {
+    index,
+    loading,
+    order,
+    loader,
+    clock
+});
 
 impl Cache {
     fn now(&self, py: Python<'_>) -> PyResult<f64> {
@@ -150,7 +160,10 @@ impl Cache {
             return Ok(None);
         }
         if touch && self.maxsize.is_some() {
-            self.order.0.lock().touch(Handle::unpack(e.handle.load(Relaxed)));
+            self.order
+                .0
+                .lock()
+                .touch(Handle::unpack(e.handle.load(Relaxed)));
         }
         Ok(Some(e.value.clone_ref(py)))
     }
@@ -408,7 +421,14 @@ impl Cache {
     /// Zeroes the counters (cache_clear of @cached does it, as lru_cache's does).
     fn reset_stats(&self) {
         let s = &self.stats;
-        for c in [&s.hits, &s.misses, &s.loads, &s.coalesced, &s.evictions, &s.expired] {
+        for c in [
+            &s.hits,
+            &s.misses,
+            &s.loads,
+            &s.coalesced,
+            &s.evictions,
+            &s.expired,
+        ] {
             c.store(0, Relaxed);
         }
     }
