@@ -10,7 +10,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import parser, report  # noqa: E402
+from _harness import parser, report
 
 
 def main() -> None:

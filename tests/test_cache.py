@@ -8,9 +8,8 @@ import time
 import weakref
 from collections import Counter
 
-import pytest
-
 import chanpool
+import pytest
 from chanpool import Cache, SingleFlight, cached
 from helpers import watchdog
 
@@ -60,7 +59,7 @@ def test_each_key_loads_once_and_every_waiter_gets_the_same_object(maxsize):
     for _ in range(10):
         counts, lock = Counter(), threading.Lock()
         c = Cache(slow_counting_loader(counts, lock), maxsize=maxsize)
-        got = watchdog(lambda: hammer(c, range(100)))
+        got = watchdog(lambda: hammer(c, range(100)))  # noqa: B023 (used within the iteration)
         assert counts == Counter({k: 1 for k in range(100)})
         for k in range(100):
             assert all(g[k] is got[0][k] for g in got), k
@@ -92,18 +91,18 @@ def test_a_failing_load_reaches_every_waiter_and_is_retried():
         calls = []
 
         def failing(k):
-            calls.append(k)
-            release.wait(10)
-            raise ValueError(f"boom {len(calls)}")
+            calls.append(k)  # noqa: B023 (used within the iteration)
+            release.wait(10)  # noqa: B023 (used within the iteration)
+            raise ValueError(f"boom {len(calls)}")  # noqa: B023 (used within the iteration)
 
         c = Cache(failing)
         errors = []
 
         def waiter():
             try:
-                c.get("k")
+                c.get("k")  # noqa: B023 (used within the iteration)
             except ValueError as e:
-                errors.append(e)
+                errors.append(e)  # noqa: B023 (used within the iteration)
 
         ts = [threading.Thread(target=waiter) for _ in range(6)]
         for t in ts:
@@ -244,9 +243,9 @@ def test_keys_whose_eq_releases_the_gil_still_load_once():
     for _ in range(5):
         counts, lock = Counter(), threading.Lock()
         load = slow_counting_loader(counts, lock, pause=0)
-        c = Cache(lambda k: load(k.v), maxsize=30)
+        c = Cache(lambda k: load(k.v), maxsize=30)  # noqa: B023 (used within the iteration)
         keys = [SlowEq(i) for i in range(20)]
-        got = watchdog(lambda: hammer(c, keys, threads=4))
+        got = watchdog(lambda: hammer(c, keys, threads=4))  # noqa: B023 (used within the iteration)
         assert counts == Counter({i: 1 for i in range(20)})
         for k in keys:
             assert all(g[k] is got[0][k] for g in got)

@@ -5,7 +5,6 @@ import os
 import sys
 
 import pytest
-
 from helpers import CTRL_C_PRELUDE, assert_clean_exit, run_py
 
 

@@ -10,6 +10,7 @@ from concurrent.futures.thread import BrokenThreadPool
 # not do inside a native frame while the interpreter exits (CPython then ends the thread with a
 # forced unwind that aborts the process; ARCHITECTURE.md, the GIL rules).
 from chanpool import _aio, _aio_pubsub  # noqa: F401
+from chanpool._cache import CacheInfo, cached
 from chanpool._context import (
     Cancelled,
     Context,
@@ -17,7 +18,6 @@ from chanpool._context import (
     current_context,
     run_with_timeout,
 )
-from chanpool._cache import CacheInfo, cached
 from chanpool._core import (
     Cache,
     Channel,

@@ -5,9 +5,8 @@ miss counts, eviction order, 1 == 1.0 keys when not typed) against lru_cache and
 import functools
 import threading
 
-import pytest
-
 import chanpool
+import pytest
 from go_singleflight_model import Group
 
 GROUPS = {"go-model": Group, "chanpool": chanpool.SingleFlight}
