@@ -86,7 +86,9 @@ def cached(
 
         def cache_info() -> CacheInfo:
             s = cache.stats()
-            return CacheInfo(s["hits"], s["misses"], maxsize, s["size"])
+            return CacheInfo(
+                int(s["hits"] or 0), int(s["misses"] or 0), maxsize, int(s["size"] or 0)
+            )
 
         def cache_clear() -> None:
             cache.clear()
