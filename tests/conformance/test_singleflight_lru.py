@@ -9,7 +9,7 @@ import chanpool
 import pytest
 from go_singleflight_model import Group
 
-GROUPS = {"go-model": Group, "chanpool": chanpool.SingleFlight}
+GROUPS = {"original": Group, "chanpool": chanpool.SingleFlight}  # original: the Go model
 
 
 @pytest.fixture(params=sorted(GROUPS))
@@ -74,10 +74,8 @@ def test_forget(group):
 
 
 LRUS = {
-    "functools.lru_cache": functools.lru_cache,
-    "chanpool.cached": lambda maxsize=128, typed=False: chanpool.cached(
-        maxsize=maxsize, typed=typed
-    ),
+    "original": functools.lru_cache,
+    "chanpool": lambda maxsize=128, typed=False: chanpool.cached(maxsize=maxsize, typed=typed),
 }
 
 
