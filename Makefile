@@ -59,6 +59,7 @@ notebooks: dev
 bench: build
 	$(VPY) -m pip install -q blinker pyee   # the pub/sub benchmark's synchronous anchors
 	$(VPY) -m pip install -q janus culsans aiochannel   # bench/aio.py's anchors
+	$(VPY) -m pip install -q cachetools   # bench/structured.py's cache anchor
 	for b in bench/[a-z]*.py; do [ $$b = bench/instructions.py ] || $(VPY) $$b || exit 1; done
 
 # Instructions per operation under callgrind: figures that do not move with machine load.

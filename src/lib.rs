@@ -14,6 +14,11 @@ mod _core {
     #[pymodule_export]
     use crate::py::aio::{AioWait, LoopWaker};
     #[pymodule_export]
+    use crate::py::cache::{
+        flight::{Flight as _Flight, SingleFlight},
+        Cache, Entry as _CacheEntry,
+    };
+    #[pymodule_export]
     use crate::py::channel::{fan_in, select, Channel, SelectWait};
     #[pymodule_export]
     use crate::py::future::{_finish_unobserved, _wait_future};
@@ -51,6 +56,7 @@ mod _core {
             .install();
         crate::py::future::init(py)?;
         crate::py::oneshot::init(m)?;
+        crate::py::cache::flight::init(py)?;
         crate::py::pool::install(m)?;
         crate::py::channel::install(m)?;
         crate::py::pubsub::install(m)?;

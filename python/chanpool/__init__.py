@@ -11,6 +11,7 @@ from concurrent.futures.thread import BrokenThreadPool
 # forced unwind that aborts the process; ARCHITECTURE.md, the GIL rules).
 from chanpool import _aio, _aio_pubsub  # noqa: F401
 from chanpool._aio_select import select_async
+from chanpool._cache import CacheInfo, cached
 from chanpool._context import (
     Cancelled,
     Context,
@@ -19,11 +20,13 @@ from chanpool._context import (
     run_with_timeout,
 )
 from chanpool._core import (
+    Cache,
     Channel,
     MapIterator,
     Message,
     PubSub,
     Semaphore,
+    SingleFlight,
     Subscription,
     TokenBucket,
     WaitGroup,
@@ -40,6 +43,8 @@ from chanpool._queue import Queue
 
 __all__ = [
     "BrokenThreadPool",
+    "Cache",
+    "CacheInfo",
     "Cancelled",
     "Channel",
     "Closed",
@@ -54,11 +59,13 @@ __all__ = [
     "QueueFull",
     "Semaphore",
     "ShutDown",
+    "SingleFlight",
     "Subscription",
     "TokenBucket",
     "WaitGroup",
     "WorkerPool",
     "__version__",
+    "cached",
     "current_context",
     "fan_in",
     "fan_out",

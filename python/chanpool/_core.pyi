@@ -11,17 +11,21 @@ _P = ParamSpec("_P")
 
 __version__: str
 __all__ = [
+    "Cache",
     "Channel",
     "InventoryManager",
     "MapIterator",
     "Message",
     "PubSub",
     "Semaphore",
+    "SingleFlight",
     "Subscription",
     "TokenBucket",
     "WaitGroup",
     "WorkerPool",
     "_AioWait",
+    "_CacheEntry",
+    "_Flight",
     "_LoopWaker",
     "_OneShot",
     "_SelectWait",
@@ -291,6 +295,61 @@ class TokenBucket:
     def _aio_acquire(self, n: int, wait: _AioWait) -> tuple[bool, float | None]: ...
     def _aio_leave(self, wait: _AioWait) -> None: ...
     def __call__(self, func: Callable[_P, _T]) -> Callable[_P, _T]: ...
+
+@final
+class Cache:
+    """A thread-safe cache: one load per missing key while concurrent callers of that key wait
+    for it (GIL released); LRU bound, TTL expiry, exceptions not cached."""
+
+    def __new__(
+        cls,
+        loader: Callable[[Any], Any] | None = None,
+        *,
+        maxsize: int | None = None,
+        ttl: float | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> Self: ...
+    def get(
+        self, key: Any, loader: Callable[[Any], Any] | None = None, *, timeout: float | None = None
+    ) -> Any: ...
+    def _call(
+        self,
+        key: Any,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any: ...
+    def peek(self, key: Any, default: Any = None) -> Any: ...
+    def put(self, key: Any, value: Any) -> None: ...
+    def invalidate(self, key: Any) -> bool: ...
+    def clear(self) -> None: ...
+    def stats(self) -> dict[str, int | None]: ...
+    def reset_stats(self) -> None: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    @property
+    def maxsize(self) -> int | None: ...
+    @property
+    def ttl(self) -> float | None: ...
+
+@final
+class SingleFlight:
+    """Go's singleflight.Group: concurrent do() calls of one key share one call of fn."""
+
+    def __new__(cls) -> Self: ...
+    def do(self, key: Any, fn: Callable[[], _T], *, timeout: float | None = None) -> _T: ...
+    def do_shared(
+        self, key: Any, fn: Callable[[], _T], *, timeout: float | None = None
+    ) -> tuple[_T, bool]: ...
+    def forget(self, key: Any) -> None: ...
+    @property
+    def in_flight(self) -> int: ...
+
+@final
+class _CacheEntry: ...
+
+@final
+class _Flight: ...
 
 @disjoint_base
 class Semaphore:

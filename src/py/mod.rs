@@ -1,6 +1,7 @@
 //! The binding layer: adapts the core to Python and owns the GIL rules.
 pub mod aio;
 pub mod args;
+pub mod cache;
 pub mod call;
 pub mod channel;
 pub mod errors;

@@ -90,7 +90,7 @@ impl WaitGroup {
     #[pyo3(signature = (timeout = Timeout::FOREVER), text_signature = "($self, timeout=None)")]
     fn wait_async<'py>(slf: &Bound<'py, Self>, timeout: Timeout) -> PyResult<Bound<'py, PyAny>> {
         slf.get().core()?;
-        pyaio::coroutine(slf.py(), "wg_wait")?.call1((slf, pyaio::secs(timeout)))
+        crate::aio_coroutine!(slf.py(), "wg_wait")?.call1((slf, pyaio::secs(timeout)))
     }
 
     /// A coroutine's step: True if zero now, else `wait` is registered (see chanpool._aio).
