@@ -11,6 +11,9 @@
 //! than a queue round trip. Lazy maps queue one job per chunk as the input is read. Dropping a
 //! started iterator or failing it, and shutdown(cancel_futures=True), make work that has not
 //! started skip.
+//!
+//! map_unordered is the same machinery with one difference: every outcome is published to a
+//! single run, so the iterator takes them in the order they completed.
 
 mod work;
 
@@ -78,6 +81,7 @@ pub fn start(
     deadline: Option<Instant>,
     chunksize: Option<usize>,
     buffersize: Option<usize>,
+    unordered: bool,
 ) -> PyResult<MapIterator> {
     let star = iterables.len() != 1;
     let iter = if star {
@@ -89,7 +93,7 @@ pub fn start(
         iterables.get_item(0)?.try_iter()?
     };
     let mut it = MapState {
-        shared: Arc::new(MapShared::new(Arc::clone(ext))),
+        shared: Arc::new(MapShared::new(Arc::clone(ext), unordered)),
         ready: Run::new(),
         next_item: 0,
         submitted_items: 0,
@@ -232,8 +236,9 @@ impl MapState {
 
     /// Waits until the next item's outcome is in; detached, in slices, honouring the deadline.
     fn wait_next(&mut self, py: Python<'_>) -> PyResult<Outcome> {
-        // Every chunk but the last holds `chunksize` items, so this is the next item's chunk.
-        let chunk = self.next_item / self.chunksize;
+        // Every chunk but the last holds `chunksize` items, so this is the next item's chunk
+        // (for map_unordered, the one completion-order run).
+        let chunk = self.shared.run_of(self.next_item / self.chunksize);
         loop {
             if let Some(o) = self.ready.pop_front() {
                 self.next_item += 1;

@@ -73,15 +73,19 @@ impl Inbox {
 pub(super) struct MapShared {
     /// The iterator was closed or failed after iteration began.
     cancelled: AtomicBool,
+    /// map_unordered: every outcome goes to one run (run 0) in the order it was published, so
+    /// the iterator takes them in completion order with the same inbox and wake protocol.
+    unordered: bool,
     ext: Arc<Ext>,
     inbox: Mutex<Inbox>,
     wake: Condvar,
 }
 
 impl MapShared {
-    pub(super) fn new(ext: Arc<Ext>) -> Self {
+    pub(super) fn new(ext: Arc<Ext>, unordered: bool) -> Self {
         MapShared {
             cancelled: AtomicBool::new(false),
+            unordered,
             ext,
             inbox: Mutex::new(Inbox {
                 runs: VecDeque::new(),
@@ -144,7 +148,17 @@ impl MapShared {
         self.cancelled.load(Ordering::Relaxed) || self.ext.discarding()
     }
 
+    /// The run a chunk's outcomes go to: its own, or the single completion-order run.
+    pub(super) fn run_of(&self, chunk: usize) -> usize {
+        if self.unordered {
+            0
+        } else {
+            chunk
+        }
+    }
+
     fn publish(&self, chunk: usize, len: usize, o: Outcome) {
+        let chunk = self.run_of(chunk);
         let rejected = {
             let mut g = self.inbox.lock();
             if g.closed {
@@ -161,6 +175,7 @@ impl MapShared {
     /// `items` must not run Python while iterated (the lock is held); rejected ones are
     /// dropped after it is released (parameters outlive the guard).
     fn publish_all(&self, chunk: usize, items: impl IntoIterator<Item = Outcome>) {
+        let chunk = self.run_of(chunk);
         let mut g = self.inbox.lock();
         if !g.closed {
             g.run(chunk, 0).extend(items);
