@@ -1,0 +1,196 @@
+"""WorkerPool.map_unordered: results in completion order, errors at their item, timeouts,
+cancelling on early exit, lazy input with buffersize, exact stats books."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+import pytest
+from helpers import settled
+
+import chanpool
+
+ITERATIONS = 50
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+@pytest.mark.parametrize("chunksize", [1, 3, 64])
+@pytest.mark.parametrize("buffersize", [None, 1, 4])
+def test_every_result_exactly_once(chunksize, buffersize):
+    with chanpool.WorkerPool(4) as p:
+        for _ in range(ITERATIONS):
+            got = list(p.map_unordered(square, range(500), chunksize=chunksize, buffersize=buffersize))
+            assert sorted(got) == [x * x for x in range(500)]
+        s = settled(p)
+        assert s["completed"] == 500 * ITERATIONS
+        assert s["failed"] == s["cancelled"] == 0
+
+
+@pytest.mark.parametrize("buffersize", [None, 8])
+def test_slow_first_item_comes_last(buffersize):
+    """Item 0 is held until every other item has run: completion order puts it last (an
+    ordered map would have to wait for it first)."""
+    n = 40
+    with chanpool.WorkerPool(4) as p:
+        for _ in range(ITERATIONS):
+            lock = threading.Lock()
+            others_done = threading.Event()
+            count = [0]
+
+            def fn(x: int) -> int:
+                if x == 0:
+                    assert others_done.wait(10)
+                    return x
+                with lock:
+                    count[0] += 1
+                    if count[0] == n - 1:
+                        others_done.set()
+                return x
+
+            got = list(p.map_unordered(fn, range(n), buffersize=buffersize))
+            assert got[-1] == 0
+            assert sorted(got) == list(range(n))
+
+
+def test_error_raised_at_its_item_in_completion_order():
+    n = 30
+    with chanpool.WorkerPool(3) as p:
+        for _ in range(ITERATIONS):
+            lock = threading.Lock()
+            others_done = threading.Event()
+            count = [0]
+
+            def fn(x: int) -> int:
+                if x == 5:
+                    assert others_done.wait(10)
+                    raise ValueError(x)
+                with lock:
+                    count[0] += 1
+                    if count[0] == n - 1:
+                        others_done.set()
+                return x
+
+            it = p.map_unordered(fn, range(n))
+            got = [next(it) for _ in range(n - 1)]
+            assert sorted(got) == [x for x in range(n) if x != 5]
+            with pytest.raises(ValueError, match="5"):
+                next(it)
+            assert list(it) == []
+        s = settled(p)
+        assert s["failed"] == ITERATIONS
+        assert s["completed"] == (n - 1) * ITERATIONS
+
+
+def test_timeout_like_map():
+    with chanpool.WorkerPool(2) as p:
+        gate = threading.Event()
+        it = p.map_unordered(gate.wait, [10.0, 10.0], timeout=0.05)
+        with pytest.raises(TimeoutError):
+            next(it)
+        gate.set()
+
+
+@pytest.mark.parametrize("buffersize", [None, 2])
+def test_leaving_early_cancels_what_is_queued(buffersize):
+    n = 1000
+    for _ in range(ITERATIONS):
+        with chanpool.WorkerPool(2) as p:
+            gate = threading.Event()
+            lock = threading.Lock()
+            ran = [0]
+
+            def fn(x: int) -> int:
+                with lock:
+                    ran[0] += 1
+                if x != 0:
+                    assert gate.wait(10)
+                return x
+
+            it = p.map_unordered(fn, range(n), buffersize=buffersize)
+            assert next(it) == 0
+            it.close()
+            gate.set()
+            assert list(it) == []
+            assert p.shutdown(timeout=10) is True
+            s = settled(p)
+            # Item 0 plus the items the two workers had started before close().
+            assert 2 <= ran[0] <= 3, ran[0]
+            assert s["completed"] == ran[0]
+            if buffersize is None:
+                assert s["cancelled"] == n - ran[0]
+
+
+def test_breaking_out_of_a_for_loop_cancels():
+    n = 500
+    for _ in range(ITERATIONS):
+        with chanpool.WorkerPool(2) as p:
+            gate = threading.Event()
+
+            def fn(x: int) -> int:
+                if x != 0:
+                    assert gate.wait(10)
+                return x
+
+            for r in p.map_unordered(fn, range(n)):
+                assert r == 0
+                break
+            del r
+            gc.collect()
+            gate.set()
+            p.shutdown()
+            s = settled(p)
+            assert s["completed"] <= 3
+            assert s["cancelled"] == n - s["completed"]
+
+
+def test_buffersize_bounds_reads_of_the_input():
+    n, b = 200, 3
+    with chanpool.WorkerPool(4) as p:
+        for _ in range(ITERATIONS):
+            reads = [0]
+
+            def source():
+                for i in range(n):
+                    reads[0] += 1
+                    yield i
+
+            it = p.map_unordered(square, source(), buffersize=b)
+            assert reads[0] == b
+            got = []
+            for k, r in enumerate(it, 1):
+                got.append(r)
+                assert reads[0] <= k + b, (k, reads[0])
+            assert sorted(got) == [x * x for x in range(n)]
+            assert reads[0] == n
+
+
+def test_bad_arguments():
+    with chanpool.WorkerPool(1) as p:
+        with pytest.raises(TypeError, match="map_unordered"):
+            p.map_unordered(1, [1])
+        with pytest.raises(TypeError):
+            p.map_unordered(square, 5)
+        with pytest.raises(ValueError, match="chunksize"):
+            p.map_unordered(square, [1], chunksize=0)
+        with pytest.raises(ValueError, match="buffersize"):
+            p.map_unordered(square, [1], buffersize=0)
+        assert list(p.map_unordered(square, [])) == []
+    with pytest.raises(RuntimeError):
+        p.map_unordered(square, [1])
+
+
+def test_input_error_in_lazy_read_is_raised_at_the_step():
+    def source():
+        yield 1
+        yield 2
+        raise KeyError("input")
+
+    with chanpool.WorkerPool(2) as p:
+        it = p.map_unordered(square, source(), buffersize=1)
+        with pytest.raises(KeyError):
+            for _ in it:
+                pass
