@@ -6,9 +6,8 @@ from __future__ import annotations
 import contextvars
 import threading
 
-import pytest
-
 import chanpool
+import pytest
 
 var: contextvars.ContextVar[object] = contextvars.ContextVar("var", default="unset")
 ITERATIONS = 200
@@ -40,7 +39,13 @@ def test_submit_sees_the_submitters_value_and_nothing_leaks():
             fs = [p.submit(read_and_set, i) for i in range(ITERATIONS)]
             assert [f.result() for f in fs] == ["main"] * ITERATIONS
             assert var.get() == "main"
-            fs = [p.submit(read_and_set, i, ) for i in range(ITERATIONS)]
+            fs = [
+                p.submit(
+                    read_and_set,
+                    i,
+                )
+                for i in range(ITERATIONS)
+            ]
             assert [f.result() for f in fs] == ["main"] * ITERATIONS
             f = p.try_submit(var.get)
             assert f is not None and f.result() == "main"

@@ -7,19 +7,29 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import chanpool
 import pytest
 from helpers import settled
 
-import chanpool
+
+class Blocker:
+    """A task that says it started, then waits for ``gate``."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.gate = threading.Event()
+
+    def __call__(self) -> bool:
+        self.started.set()
+        return self.gate.wait(30)
 
 
 def test_blocked_task_returns_false_quickly_then_true():
     for _ in range(20):
         p = chanpool.WorkerPool(2)
-        gate = threading.Event()
-        started = threading.Event()
-        f = p.submit(lambda: (started.set(), gate.wait(30))[1])
-        assert started.wait(10)
+        task = Blocker()
+        f = p.submit(task)
+        assert task.started.wait(10)
         t0 = time.monotonic()
         assert p.shutdown(timeout=0.05) is False
         assert time.monotonic() - t0 < 5
@@ -27,7 +37,7 @@ def test_blocked_task_returns_false_quickly_then_true():
         with pytest.raises(RuntimeError):
             p.submit(int)
         assert p.shutdown(wait=False) is False
-        gate.set()
+        task.gate.set()
         assert f.result(10) is True
         assert p.shutdown(timeout=10) is True
         assert p.shutdown(timeout=0) is True
@@ -47,14 +57,13 @@ def test_idle_and_never_started_pools_return_true():
 def test_cancel_futures_with_timeout():
     for _ in range(20):
         p = chanpool.WorkerPool(1)
-        gate = threading.Event()
-        started = threading.Event()
-        first = p.submit(lambda: (started.set(), gate.wait(30))[1])
-        assert started.wait(10)
+        task = Blocker()
+        first = p.submit(task)
+        assert task.started.wait(10)
         queued = [p.submit(int) for _ in range(100)]
         assert p.shutdown(cancel_futures=True, timeout=0.01) is False
         assert all(f.cancelled() for f in queued)
-        gate.set()
+        task.gate.set()
         assert first.result(10) is True
         assert p.shutdown() is True
         s = settled(p)

@@ -6,12 +6,63 @@ from __future__ import annotations
 import gc
 import threading
 
+import chanpool
 import pytest
 from helpers import settled
 
-import chanpool
-
 ITERATIONS = 50
+
+
+class HoldLast:
+    """A map function whose item ``held`` waits until every other item has run (then returns
+    it, or raises ValueError(held) with ``fail``)."""
+
+    def __init__(self, n: int, held: int, fail: bool = False) -> None:
+        self.n, self.held, self.fail = n, held, fail
+        self.lock = threading.Lock()
+        self.others_done = threading.Event()
+        self.count = 0
+
+    def __call__(self, x: int) -> int:
+        if x == self.held:
+            assert self.others_done.wait(10)
+            if self.fail:
+                raise ValueError(x)
+            return x
+        with self.lock:
+            self.count += 1
+            if self.count == self.n - 1:
+                self.others_done.set()
+        return x
+
+
+class Gated:
+    """A map function counting the items that started; every item but 0 waits for ``gate``."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.lock = threading.Lock()
+        self.ran = 0
+
+    def __call__(self, x: int) -> int:
+        with self.lock:
+            self.ran += 1
+        if x != 0:
+            assert self.gate.wait(10)
+        return x
+
+
+class CountingSource:
+    """range(n), counting the items read."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.reads = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for i in range(self.n):
+            self.reads += 1
+            yield i
 
 
 def square(x: int) -> int:
@@ -23,7 +74,9 @@ def square(x: int) -> int:
 def test_every_result_exactly_once(chunksize, buffersize):
     with chanpool.WorkerPool(4) as p:
         for _ in range(ITERATIONS):
-            got = list(p.map_unordered(square, range(500), chunksize=chunksize, buffersize=buffersize))
+            got = list(
+                p.map_unordered(square, range(500), chunksize=chunksize, buffersize=buffersize)
+            )
             assert sorted(got) == [x * x for x in range(500)]
         s = settled(p)
         assert s["completed"] == 500 * ITERATIONS
@@ -37,20 +90,7 @@ def test_slow_first_item_comes_last(buffersize):
     n = 40
     with chanpool.WorkerPool(4) as p:
         for _ in range(ITERATIONS):
-            lock = threading.Lock()
-            others_done = threading.Event()
-            count = [0]
-
-            def fn(x: int) -> int:
-                if x == 0:
-                    assert others_done.wait(10)
-                    return x
-                with lock:
-                    count[0] += 1
-                    if count[0] == n - 1:
-                        others_done.set()
-                return x
-
+            fn = HoldLast(n, 0)
             got = list(p.map_unordered(fn, range(n), buffersize=buffersize))
             assert got[-1] == 0
             assert sorted(got) == list(range(n))
@@ -60,20 +100,7 @@ def test_error_raised_at_its_item_in_completion_order():
     n = 30
     with chanpool.WorkerPool(3) as p:
         for _ in range(ITERATIONS):
-            lock = threading.Lock()
-            others_done = threading.Event()
-            count = [0]
-
-            def fn(x: int) -> int:
-                if x == 5:
-                    assert others_done.wait(10)
-                    raise ValueError(x)
-                with lock:
-                    count[0] += 1
-                    if count[0] == n - 1:
-                        others_done.set()
-                return x
-
+            fn = HoldLast(n, 5, fail=True)
             it = p.map_unordered(fn, range(n))
             got = [next(it) for _ in range(n - 1)]
             assert sorted(got) == [x for x in range(n) if x != 5]
@@ -99,48 +126,32 @@ def test_leaving_early_cancels_what_is_queued(buffersize):
     n = 1000
     for _ in range(ITERATIONS):
         with chanpool.WorkerPool(2) as p:
-            gate = threading.Event()
-            lock = threading.Lock()
-            ran = [0]
-
-            def fn(x: int) -> int:
-                with lock:
-                    ran[0] += 1
-                if x != 0:
-                    assert gate.wait(10)
-                return x
-
+            fn = Gated()
             it = p.map_unordered(fn, range(n), buffersize=buffersize)
             assert next(it) == 0
             it.close()
-            gate.set()
+            fn.gate.set()
             assert list(it) == []
             assert p.shutdown(timeout=10) is True
             s = settled(p)
             # Item 0 plus the items the two workers had started before close().
-            assert 2 <= ran[0] <= 3, ran[0]
-            assert s["completed"] == ran[0]
+            assert 2 <= fn.ran <= 3, fn.ran
+            assert s["completed"] == fn.ran
             if buffersize is None:
-                assert s["cancelled"] == n - ran[0]
+                assert s["cancelled"] == n - fn.ran
 
 
 def test_breaking_out_of_a_for_loop_cancels():
     n = 500
     for _ in range(ITERATIONS):
         with chanpool.WorkerPool(2) as p:
-            gate = threading.Event()
-
-            def fn(x: int) -> int:
-                if x != 0:
-                    assert gate.wait(10)
-                return x
-
+            fn = Gated()
             for r in p.map_unordered(fn, range(n)):
                 assert r == 0
                 break
             del r
             gc.collect()
-            gate.set()
+            fn.gate.set()
             p.shutdown()
             s = settled(p)
             assert s["completed"] <= 3
@@ -151,21 +162,15 @@ def test_buffersize_bounds_reads_of_the_input():
     n, b = 200, 3
     with chanpool.WorkerPool(4) as p:
         for _ in range(ITERATIONS):
-            reads = [0]
-
-            def source():
-                for i in range(n):
-                    reads[0] += 1
-                    yield i
-
-            it = p.map_unordered(square, source(), buffersize=b)
-            assert reads[0] == b
+            src = CountingSource(n)
+            it = p.map_unordered(square, iter(src), buffersize=b)
+            assert src.reads == b
             got = []
             for k, r in enumerate(it, 1):
                 got.append(r)
-                assert reads[0] <= k + b, (k, reads[0])
+                assert src.reads <= k + b, (k, src.reads)
             assert sorted(got) == [x * x for x in range(n)]
-            assert reads[0] == n
+            assert src.reads == n
 
 
 def test_bad_arguments():

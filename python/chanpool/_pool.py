@@ -73,7 +73,11 @@ class WorkerPool(_core.WorkerPool, cf.ThreadPoolExecutor):  # type: ignore[misc,
         )
 
     def shutdown(  # type: ignore[override]
-        self, wait: object = True, *, cancel_futures: object = False, timeout: Optional[float] = None
+        self,
+        wait: object = True,
+        *,
+        cancel_futures: object = False,
+        timeout: Optional[float] = None,
     ) -> bool:
         """Stops accepting work; optionally cancels what is still queued and waits (at most
         ``timeout`` seconds) for workers. Returns whether every worker has stopped (False on a
