@@ -73,6 +73,7 @@ class WorkerPool:
         timeout: float | None = None,
         chunksize: int | None = None,
         buffersize: int | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> MapIterator[_T]: ...
     def map_unordered(
         self,
@@ -83,6 +84,7 @@ class WorkerPool:
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> MapIterator[_T]: ...
     def shutdown(
         self, wait: object = True, *, cancel_futures: object = False, timeout: float | None = None

@@ -136,7 +136,20 @@ impl WorkerPool {
         chunksize: Option<Count>,
         buffersize: BufferSize,
         unordered: bool,
+        progress: Option<Bound<'_, PyAny>>,
     ) -> PyResult<MapIterator> {
+        let progress = match progress {
+            Some(p) if !p.is_none() => {
+                if !p.is_callable() {
+                    return Err(PyTypeError::new_err(format!(
+                        "progress must be a callable, got {}",
+                        p.get_type().name()?
+                    )));
+                }
+                Some(p.unbind())
+            }
+            _ => None,
+        };
         if !func.is_callable() {
             return Err(PyTypeError::new_err(format!(
                 "{name}() needs a callable, got {}",
@@ -165,6 +178,7 @@ impl WorkerPool {
             chunksize,
             buffersize.0,
             unordered,
+            progress,
         )
     }
 }
@@ -280,8 +294,8 @@ impl WorkerPool {
 
     /// Executor.map with Python 3.14 semantics; chunksize batches items into one job (None:
     /// automatic for an eager map, as multiprocessing's ThreadPool.map does; 1 with buffersize).
-    #[pyo3(signature = (r#fn, *iterables, timeout=Timeout::FOREVER, chunksize=None, buffersize=BufferSize(None)),
-           text_signature = "(self, fn, /, *iterables, timeout=None, chunksize=None, buffersize=None)")]
+    #[pyo3(signature = (r#fn, *iterables, timeout=Timeout::FOREVER, chunksize=None, buffersize=BufferSize(None), progress=None),
+           text_signature = "(self, fn, /, *iterables, timeout=None, chunksize=None, buffersize=None, progress=None)")]
     fn map(
         slf: &Bound<'_, Self>,
         r#fn: &Bound<'_, PyAny>,
@@ -289,6 +303,7 @@ impl WorkerPool {
         timeout: Timeout,
         chunksize: Option<Count>,
         buffersize: BufferSize,
+        progress: Option<Bound<'_, PyAny>>,
     ) -> PyResult<MapIterator> {
         slf.get().start_map(
             slf.py(),
@@ -299,14 +314,15 @@ impl WorkerPool {
             chunksize,
             buffersize,
             false,
+            progress,
         )
     }
 
     /// Like multiprocessing's imap_unordered: results in the order they complete. An error is
     /// raised when its item is reached; leaving early cancels what has not started; with
     /// buffersize, the input is read lazily as for map.
-    #[pyo3(signature = (r#fn, iterable, *, timeout=Timeout::FOREVER, chunksize=Count::ONE, buffersize=BufferSize(None)),
-           text_signature = "(self, fn, iterable, /, *, timeout=None, chunksize=1, buffersize=None)")]
+    #[pyo3(signature = (r#fn, iterable, *, timeout=Timeout::FOREVER, chunksize=Count::ONE, buffersize=BufferSize(None), progress=None),
+           text_signature = "(self, fn, iterable, /, *, timeout=None, chunksize=1, buffersize=None, progress=None)")]
     fn map_unordered(
         slf: &Bound<'_, Self>,
         r#fn: &Bound<'_, PyAny>,
@@ -314,6 +330,7 @@ impl WorkerPool {
         timeout: Timeout,
         chunksize: Count,
         buffersize: BufferSize,
+        progress: Option<Bound<'_, PyAny>>,
     ) -> PyResult<MapIterator> {
         let py = slf.py();
         let iterables = PyTuple::new(py, [iterable])?;
@@ -326,6 +343,7 @@ impl WorkerPool {
             Some(chunksize),
             buffersize,
             true,
+            progress,
         )
     }
 

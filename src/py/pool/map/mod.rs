@@ -38,7 +38,7 @@ struct Source {
 }
 
 gc_fields!(Source { iter });
-gc_fields!(MapState { func, source });
+gc_fields!(MapState { func, source, progress });
 
 /// The iterator WorkerPool.map returns. Like a generator, one thread at a time: a second
 /// thread calling in while the first is inside gets a ValueError instead of waiting.
@@ -67,6 +67,10 @@ pub struct MapState {
     /// Like a generator's `finally`, cancelling only happens once iteration has begun: a map
     /// whose results are never read still runs every item (CPython #11777).
     started: bool,
+    /// progress(n): called by the iterating thread, once per batch taken from the inbox, with
+    /// the number of items that ran since its last call (never by a worker).
+    progress: Option<Py<PyAny>>,
+    reported: usize,
 }
 
 /// Starts `func` over `iterables` (zipped when several): eager (every item read and queued
@@ -82,6 +86,7 @@ pub fn start(
     chunksize: Option<usize>,
     buffersize: Option<usize>,
     unordered: bool,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<MapIterator> {
     let star = iterables.len() != 1;
     let iter = if star {
@@ -107,6 +112,8 @@ pub fn start(
         deadline,
         done: false,
         started: false,
+        progress,
+        reported: 0,
     };
     match buffersize {
         None => it.start_eager(py, core, iter, chunksize)?,
@@ -244,7 +251,8 @@ impl MapState {
                 self.next_item += 1;
                 return Ok(o);
             }
-            let runners_done = self.shared.take(chunk, &mut self.ready);
+            let (runners_done, ran) = self.shared.take(chunk, &mut self.ready);
+            self.report(py, ran)?;
             if !self.ready.is_empty() {
                 continue;
             }
@@ -262,6 +270,18 @@ impl MapState {
                 return Err(errors::timeout_error(py));
             }
         }
+    }
+
+    /// Tells the progress hook how many more items ran; its exception ends the map.
+    fn report(&mut self, py: Python<'_>, ran: usize) -> PyResult<()> {
+        if ran > self.reported {
+            if let Some(hook) = &self.progress {
+                let delta = ran - self.reported;
+                self.reported = ran;
+                hook.bind(py).call1((delta,))?;
+            }
+        }
+        Ok(())
     }
 
     fn step(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
