@@ -38,7 +38,11 @@ struct Source {
 }
 
 gc_fields!(Source { iter });
-gc_fields!(MapState { func, source, progress });
+gc_fields!(MapState {
+    func,
+    source,
+    progress
+});
 
 /// The iterator WorkerPool.map returns. Like a generator, one thread at a time: a second
 /// thread calling in while the first is inside gets a ValueError instead of waiting.
