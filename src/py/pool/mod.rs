@@ -193,6 +193,8 @@ impl WorkerPool {
     #[new]
     #[pyo3(signature = (max_workers=None, *, queue_size=Count::ZERO, thread_name_prefix="", initializer=None, initargs=None, rate_limit=RateLimit(None), contextvars=Truthy(false)),
            text_signature = "(max_workers=None, *, queue_size=0, thread_name_prefix='', initializer=None, initargs=(), rate_limit=None, contextvars=False)")]
+    // The parameters are ThreadPoolExecutor's plus chanpool's keyword-only ones.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         max_workers: Option<Count>,
