@@ -32,6 +32,18 @@ PATHS: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "loop": ("", "list(map(abs, range(n)))"),
     },
+    "map_unordered (4 workers)": {
+        "chanpool": (
+            "from chanpool import WorkerPool; p = WorkerPool(4)\n"
+            "list(p.map_unordered(abs, range(64)))",
+            "list(p.map_unordered(abs, range(n)))",
+        ),
+        "mp.ThreadPool imap_unordered": (
+            "from multiprocessing.pool import ThreadPool; p = ThreadPool(4)\n"
+            "list(p.imap_unordered(abs, range(64)))",
+            "list(p.imap_unordered(abs, range(n)))",
+        ),
+    },
     "map, a Python function (4 workers)": {
         "chanpool": (
             "from chanpool import WorkerPool; p = WorkerPool(4)\n"

@@ -62,6 +62,7 @@ class WorkerPool:
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] | None = (),
         rate_limit: TokenBucket | float | None = None,
+        contextvars: object = False,
     ) -> Self: ...
     def submit(
         self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
@@ -77,8 +78,22 @@ class WorkerPool:
         timeout: float | None = None,
         chunksize: int | None = None,
         buffersize: int | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> MapIterator[_T]: ...
-    def shutdown(self, wait: object = True, *, cancel_futures: object = False) -> None: ...
+    def map_unordered(
+        self,
+        fn: Callable[[Any], _T],
+        iterable: Iterable[Any],
+        /,
+        *,
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        progress: Callable[[int], object] | None = None,
+    ) -> MapIterator[_T]: ...
+    def shutdown(
+        self, wait: object = True, *, cancel_futures: object = False, timeout: float | None = None
+    ) -> bool: ...
     def stats(self) -> dict[str, int]: ...
     def __enter__(self) -> Self: ...
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
@@ -92,6 +107,8 @@ class WorkerPool:
     def _thread_name_prefix(self) -> str: ...
     @property
     def _broken(self) -> str | None: ...
+    @property
+    def contextvars(self) -> bool: ...
     @property
     def _shutdown(self) -> bool: ...
 

@@ -9,6 +9,7 @@ one (no work queue, no Python threads), and the stock class's private helpers ar
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextvars
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Literal, Optional, TypeVar
@@ -55,10 +56,12 @@ class WorkerPool(_core.WorkerPool, cf.ThreadPoolExecutor):  # type: ignore[misc,
         initializer: Optional[Callable[..., object]] = None,
         initargs: Any = (),
         rate_limit: Any = None,
+        contextvars: object = False,
     ) -> None:
         """max_workers threads at most, started on demand (default min(32, cpus + 4)); a
         bounded queue of queue_size jobs (0: unbounded); initializer(*initargs) runs first
-        in every thread; rate_limit is a TokenBucket or a number of calls per second."""
+        in every thread; rate_limit is a TokenBucket or a number of calls per second;
+        contextvars=True runs every submit/map call in a copy of the submitter's context."""
         # Everything happened in the native __new__; ThreadPoolExecutor.__init__ must not run.
         # Logged here rather than natively: logging can release the GIL, which a daemon
         # thread must not do inside a native call while the interpreter exits.
@@ -69,10 +72,19 @@ class WorkerPool(_core.WorkerPool, cf.ThreadPoolExecutor):  # type: ignore[misc,
             self.queue_size,
         )
 
-    def shutdown(self, wait: object = True, *, cancel_futures: object = False) -> None:
-        """Stops accepting work; optionally cancels what is still queued and waits for workers."""
-        super().shutdown(wait, cancel_futures=cancel_futures)
+    def shutdown(  # type: ignore[override]
+        self,
+        wait: object = True,
+        *,
+        cancel_futures: object = False,
+        timeout: Optional[float] = None,
+    ) -> bool:
+        """Stops accepting work; optionally cancels what is still queued and waits (at most
+        ``timeout`` seconds) for workers. Returns whether every worker has stopped (False on a
+        timeout: the pool is shut down all the same; ThreadPoolExecutor returns None)."""
+        stopped: bool = super().shutdown(wait, cancel_futures=cancel_futures, timeout=timeout)
         logger.debug("WorkerPool %s shut down", self._thread_name_prefix)
+        return stopped
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -145,3 +157,12 @@ async def _map_async(
     finally:
         for f in window:
             f.cancel()
+
+
+def _in_context(ctx: contextvars.Context, fn: Callable[..., _T]) -> Callable[..., _T]:
+    """A map's function under contextvars=True: each call runs in its own copy of ``ctx``."""
+
+    def call(*args: Any) -> _T:
+        return ctx.copy().run(fn, *args)
+
+    return call

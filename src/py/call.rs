@@ -50,6 +50,14 @@ pub enum Args {
 }
 
 impl Args {
+    /// `(first, *args)`: for a call through a wrapper such as Context.run.
+    pub fn prepend(self, first: Py<PyAny>) -> Self {
+        match self {
+            Args::One(a) => Args::Many(Box::new([first, a])),
+            Args::Many(v) => Args::Many(std::iter::once(first).chain(v.into_vec()).collect()),
+        }
+    }
+
     pub fn new(args: &Bound<'_, PyTuple>) -> Self {
         if args.len() == 1 {
             if let Ok(a) = args.get_item(0) {

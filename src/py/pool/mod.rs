@@ -36,6 +36,7 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::PyTraverseError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 /// A drop-in for concurrent.futures.ThreadPoolExecutor on native threads.
 #[pyclass(module = "chanpool", name = "WorkerPool", subclass, frozen)]
@@ -44,6 +45,8 @@ pub struct WorkerPool {
     ext: Arc<Ext>,
     born: Born,
     prefix: String,
+    /// contextvars=True: every call runs in a copy of its submitter's context.
+    contextvars: bool,
 }
 
 gc_fields!(WorkerPool { ext });
@@ -71,19 +74,35 @@ impl WorkerPool {
             )));
         }
         self.check(py)?;
+        let (func, args) = if self.contextvars {
+            // Context.run(func, *args), as asyncio.to_thread submits it: one copy per call.
+            let run = copy_context(py)?.getattr("run")?;
+            (run, args.prepend(func.clone().unbind()))
+        } else {
+            (func.clone(), args)
+        };
         let fut = future::new_future(py)?.unbind();
         let job = CallJob {
             fut: fut.clone_ref(py),
-            func: func.clone().unbind(),
+            func: func.unbind(),
             args,
             kwargs,
         };
         Ok((fut, Task::Call(job)))
     }
 
-    fn shutdown_impl(&self, py: Python<'_>, wait: bool, cancel_futures: bool) -> PyResult<()> {
+    /// True when every worker has stopped (within `deadline` when waiting); on a timeout the
+    /// pool is still shut down and its workers stop once their current task returns.
+    fn shutdown_impl(
+        &self,
+        py: Python<'_>,
+        wait: bool,
+        cancel_futures: bool,
+        deadline: Option<std::time::Instant>,
+    ) -> PyResult<bool> {
         if self.born.inherited() {
-            return Ok(());
+            // The parent's threads are not this process's: none runs here.
+            return Ok(true);
         }
         if cancel_futures {
             self.ext.discard.store(true, Ordering::Release);
@@ -93,21 +112,89 @@ impl WorkerPool {
         if cancel_futures {
             cancel_queued(py, &self.core);
         }
-        if wait {
-            let core = &self.core;
-            runtime::acquire_detached(py, |hook| {
-                in_slices(None, hook, |slice| core.join(Some(slice)).then_some(()))
-            })?;
+        let core = &self.core;
+        // Checked once before waiting, so timeout=0 (or wait=False) still says True when
+        // every worker is already gone.
+        let stopped = runtime::detach(py, || core.join(Some(Duration::ZERO)));
+        if stopped || !wait {
+            return Ok(stopped);
         }
-        Ok(())
+        runtime::acquire_detached(py, |hook| {
+            in_slices(deadline, hook, |slice| core.join(Some(slice)).then_some(()))
+        })
     }
+
+    /// map and map_unordered: the checks, then the shared machinery.
+    #[allow(clippy::too_many_arguments)]
+    fn start_map(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        func: &Bound<'_, PyAny>,
+        iterables: &Bound<'_, PyTuple>,
+        timeout: Timeout,
+        chunksize: Option<Count>,
+        buffersize: BufferSize,
+        unordered: bool,
+        progress: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<MapIterator> {
+        let progress = match progress {
+            Some(p) if !p.is_none() => {
+                if !p.is_callable() {
+                    return Err(PyTypeError::new_err(format!(
+                        "progress must be a callable, got {}",
+                        p.get_type().name()?
+                    )));
+                }
+                Some(p.unbind())
+            }
+            _ => None,
+        };
+        if !func.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "{name}() needs a callable, got {}",
+                func.get_type().name()?
+            )));
+        }
+        let chunksize = chunksize.map(|c| c.size(1, "chunksize")).transpose()?;
+        self.check(py)?;
+        let func = if self.contextvars {
+            // One copy of the submitter's context per item (a Context cannot be entered by
+            // two threads at once, and items must not see each other's changes).
+            let ctx = copy_context(py)?;
+            py.import("chanpool._pool")?
+                .getattr("_in_context")?
+                .call1((ctx, func))?
+        } else {
+            func.clone()
+        };
+        map::start(
+            py,
+            &self.core,
+            &self.ext,
+            &func,
+            iterables,
+            timeout.deadline,
+            chunksize,
+            buffersize.0,
+            unordered,
+            progress,
+        )
+    }
+}
+
+/// contextvars.copy_context().
+fn copy_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    py.import("contextvars")?.call_method0("copy_context")
 }
 
 #[pymethods]
 impl WorkerPool {
     #[new]
-    #[pyo3(signature = (max_workers=None, *, queue_size=Count::ZERO, thread_name_prefix="", initializer=None, initargs=None, rate_limit=RateLimit(None)),
-           text_signature = "(max_workers=None, *, queue_size=0, thread_name_prefix='', initializer=None, initargs=(), rate_limit=None)")]
+    #[pyo3(signature = (max_workers=None, *, queue_size=Count::ZERO, thread_name_prefix="", initializer=None, initargs=None, rate_limit=RateLimit(None), contextvars=Truthy(false)),
+           text_signature = "(max_workers=None, *, queue_size=0, thread_name_prefix='', initializer=None, initargs=(), rate_limit=None, contextvars=False)")]
+    // The parameters are ThreadPoolExecutor's plus chanpool's keyword-only ones.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         max_workers: Option<Count>,
@@ -116,6 +203,7 @@ impl WorkerPool {
         initializer: Option<Bound<'_, PyAny>>,
         initargs: Option<Bound<'_, PyAny>>,
         rate_limit: RateLimit,
+        contextvars: Truthy,
     ) -> PyResult<Self> {
         let max_workers = match max_workers {
             None => default_workers(),
@@ -182,6 +270,7 @@ impl WorkerPool {
             ext,
             born: Born::now(),
             prefix,
+            contextvars: contextvars.0,
         })
     }
 
@@ -207,8 +296,8 @@ impl WorkerPool {
 
     /// Executor.map with Python 3.14 semantics; chunksize batches items into one job (None:
     /// automatic for an eager map, as multiprocessing's ThreadPool.map does; 1 with buffersize).
-    #[pyo3(signature = (r#fn, *iterables, timeout=Timeout::FOREVER, chunksize=None, buffersize=BufferSize(None)),
-           text_signature = "(self, fn, /, *iterables, timeout=None, chunksize=None, buffersize=None)")]
+    #[pyo3(signature = (r#fn, *iterables, timeout=Timeout::FOREVER, chunksize=None, buffersize=BufferSize(None), progress=None),
+           text_signature = "(self, fn, /, *iterables, timeout=None, chunksize=None, buffersize=None, progress=None)")]
     fn map(
         slf: &Bound<'_, Self>,
         r#fn: &Bound<'_, PyAny>,
@@ -216,34 +305,62 @@ impl WorkerPool {
         timeout: Timeout,
         chunksize: Option<Count>,
         buffersize: BufferSize,
+        progress: Option<Bound<'_, PyAny>>,
     ) -> PyResult<MapIterator> {
-        let me = slf.get();
-        let py = slf.py();
-        if !r#fn.is_callable() {
-            return Err(PyTypeError::new_err(format!(
-                "map() needs a callable, got {}",
-                r#fn.get_type().name()?
-            )));
-        }
-        let chunksize = chunksize.map(|c| c.size(1, "chunksize")).transpose()?;
-        me.check(py)?;
-        map::start(
-            py,
-            &me.core,
-            &me.ext,
+        slf.get().start_map(
+            slf.py(),
+            "map",
             r#fn,
             iterables,
-            timeout.deadline,
+            timeout,
             chunksize,
-            buffersize.0,
+            buffersize,
+            false,
+            progress,
         )
     }
 
-    /// Stops accepting work; optionally cancels what is still queued and waits for workers.
-    #[pyo3(signature = (wait=Truthy(true), *, cancel_futures=Truthy(false)),
-           text_signature = "(self, /, wait=True, *, cancel_futures=False)")]
-    fn shutdown(&self, py: Python<'_>, wait: Truthy, cancel_futures: Truthy) -> PyResult<()> {
-        self.shutdown_impl(py, wait.0, cancel_futures.0)
+    /// Like multiprocessing's imap_unordered: results in the order they complete. An error is
+    /// raised when its item is reached; leaving early cancels what has not started; with
+    /// buffersize, the input is read lazily as for map.
+    #[pyo3(signature = (r#fn, iterable, *, timeout=Timeout::FOREVER, chunksize=Count::ONE, buffersize=BufferSize(None), progress=None),
+           text_signature = "(self, fn, iterable, /, *, timeout=None, chunksize=1, buffersize=None, progress=None)")]
+    fn map_unordered(
+        slf: &Bound<'_, Self>,
+        r#fn: &Bound<'_, PyAny>,
+        iterable: &Bound<'_, PyAny>,
+        timeout: Timeout,
+        chunksize: Count,
+        buffersize: BufferSize,
+        progress: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<MapIterator> {
+        let py = slf.py();
+        let iterables = PyTuple::new(py, [iterable])?;
+        slf.get().start_map(
+            py,
+            "map_unordered",
+            r#fn,
+            &iterables,
+            timeout,
+            Some(chunksize),
+            buffersize,
+            true,
+            progress,
+        )
+    }
+
+    /// Stops accepting work; optionally cancels what is still queued and waits (at most
+    /// `timeout` seconds) for workers. Returns whether every worker has stopped.
+    #[pyo3(signature = (wait=Truthy(true), *, cancel_futures=Truthy(false), timeout=Timeout::FOREVER),
+           text_signature = "(self, /, wait=True, *, cancel_futures=False, timeout=None)")]
+    fn shutdown(
+        &self,
+        py: Python<'_>,
+        wait: Truthy,
+        cancel_futures: Truthy,
+        timeout: Timeout,
+    ) -> PyResult<bool> {
+        self.shutdown_impl(py, wait.0, cancel_futures.0, timeout.deadline)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -257,7 +374,7 @@ impl WorkerPool {
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        self.shutdown_impl(py, true, false)?;
+        self.shutdown_impl(py, true, false, None)?;
         Ok(false)
     }
 
@@ -302,6 +419,11 @@ impl WorkerPool {
     #[getter]
     fn _broken(&self) -> Option<String> {
         self.ext.broken()
+    }
+
+    #[getter]
+    fn contextvars(&self) -> bool {
+        self.contextvars
     }
 
     #[getter]

@@ -11,6 +11,9 @@
 //! than a queue round trip. Lazy maps queue one job per chunk as the input is read. Dropping a
 //! started iterator or failing it, and shutdown(cancel_futures=True), make work that has not
 //! started skip.
+//!
+//! map_unordered is the same machinery with one difference: every outcome is published to a
+//! single run, so the iterator takes them in the order they completed.
 
 mod work;
 
@@ -35,7 +38,11 @@ struct Source {
 }
 
 gc_fields!(Source { iter });
-gc_fields!(MapState { func, source });
+gc_fields!(MapState {
+    func,
+    source,
+    progress
+});
 
 /// The iterator WorkerPool.map returns. Like a generator, one thread at a time: a second
 /// thread calling in while the first is inside gets a ValueError instead of waiting.
@@ -64,6 +71,10 @@ pub struct MapState {
     /// Like a generator's `finally`, cancelling only happens once iteration has begun: a map
     /// whose results are never read still runs every item (CPython #11777).
     started: bool,
+    /// progress(n): called by the iterating thread, once per batch taken from the inbox, with
+    /// the number of items that ran since its last call (never by a worker).
+    progress: Option<Py<PyAny>>,
+    reported: usize,
 }
 
 /// Starts `func` over `iterables` (zipped when several): eager (every item read and queued
@@ -78,6 +89,8 @@ pub fn start(
     deadline: Option<Instant>,
     chunksize: Option<usize>,
     buffersize: Option<usize>,
+    unordered: bool,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<MapIterator> {
     let star = iterables.len() != 1;
     let iter = if star {
@@ -89,7 +102,7 @@ pub fn start(
         iterables.get_item(0)?.try_iter()?
     };
     let mut it = MapState {
-        shared: Arc::new(MapShared::new(Arc::clone(ext))),
+        shared: Arc::new(MapShared::new(Arc::clone(ext), unordered)),
         ready: Run::new(),
         next_item: 0,
         submitted_items: 0,
@@ -103,6 +116,8 @@ pub fn start(
         deadline,
         done: false,
         started: false,
+        progress,
+        reported: 0,
     };
     match buffersize {
         None => it.start_eager(py, core, iter, chunksize)?,
@@ -232,14 +247,16 @@ impl MapState {
 
     /// Waits until the next item's outcome is in; detached, in slices, honouring the deadline.
     fn wait_next(&mut self, py: Python<'_>) -> PyResult<Outcome> {
-        // Every chunk but the last holds `chunksize` items, so this is the next item's chunk.
-        let chunk = self.next_item / self.chunksize;
+        // Every chunk but the last holds `chunksize` items, so this is the next item's chunk
+        // (for map_unordered, the one completion-order run).
+        let chunk = self.shared.run_of(self.next_item / self.chunksize);
         loop {
             if let Some(o) = self.ready.pop_front() {
                 self.next_item += 1;
                 return Ok(o);
             }
-            let runners_done = self.shared.take(chunk, &mut self.ready);
+            let (runners_done, ran) = self.shared.take(chunk, &mut self.ready);
+            self.report(py, ran)?;
             if !self.ready.is_empty() {
                 continue;
             }
@@ -257,6 +274,18 @@ impl MapState {
                 return Err(errors::timeout_error(py));
             }
         }
+    }
+
+    /// Tells the progress hook how many more items ran; its exception ends the map.
+    fn report(&mut self, py: Python<'_>, ran: usize) -> PyResult<()> {
+        if ran > self.reported {
+            if let Some(hook) = &self.progress {
+                let delta = ran - self.reported;
+                self.reported = ran;
+                hook.bind(py).call1((delta,))?;
+            }
+        }
+        Ok(())
     }
 
     fn step(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {

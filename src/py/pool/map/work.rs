@@ -43,6 +43,8 @@ struct Inbox {
     closed: bool,
     /// The last eager runner has stopped: whatever has not arrived never will.
     runners_done: bool,
+    /// Items run so far (not the cancelled ones), for the `progress` hook.
+    done: usize,
 }
 
 impl Inbox {
@@ -73,15 +75,19 @@ impl Inbox {
 pub(super) struct MapShared {
     /// The iterator was closed or failed after iteration began.
     cancelled: AtomicBool,
+    /// map_unordered: every outcome goes to one run (run 0) in the order it was published, so
+    /// the iterator takes them in completion order with the same inbox and wake protocol.
+    unordered: bool,
     ext: Arc<Ext>,
     inbox: Mutex<Inbox>,
     wake: Condvar,
 }
 
 impl MapShared {
-    pub(super) fn new(ext: Arc<Ext>) -> Self {
+    pub(super) fn new(ext: Arc<Ext>, unordered: bool) -> Self {
         MapShared {
             cancelled: AtomicBool::new(false),
+            unordered,
             ext,
             inbox: Mutex::new(Inbox {
                 runs: VecDeque::new(),
@@ -90,6 +96,7 @@ impl MapShared {
                 waiting: None,
                 closed: false,
                 runners_done: false,
+                done: 0,
             }),
             wake: Condvar::new(),
         }
@@ -105,8 +112,9 @@ impl MapShared {
     }
 
     /// Swaps the outcomes published so far for `chunk` into `buf` (an empty run, whose
-    /// allocation is kept); returns whether the last eager runner had stopped.
-    pub(super) fn take(&self, chunk: usize, buf: &mut Run) -> bool {
+    /// allocation is kept); returns whether the last eager runner had stopped, and how many
+    /// items have run so far.
+    pub(super) fn take(&self, chunk: usize, buf: &mut Run) -> (bool, usize) {
         let mut g = self.inbox.lock();
         while g.base < chunk {
             // Every outcome of an earlier chunk was taken: its run is empty.
@@ -120,7 +128,7 @@ impl MapShared {
         if let Some(run) = g.runs.front_mut() {
             std::mem::swap(run, buf);
         }
-        g.runners_done
+        (g.runners_done, g.done)
     }
 
     /// One wait slice for the consumer (detached): true once `chunk` has something to take.
@@ -144,12 +152,23 @@ impl MapShared {
         self.cancelled.load(Ordering::Relaxed) || self.ext.discarding()
     }
 
+    /// The run a chunk's outcomes go to: its own, or the single completion-order run.
+    pub(super) fn run_of(&self, chunk: usize) -> usize {
+        if self.unordered {
+            0
+        } else {
+            chunk
+        }
+    }
+
     fn publish(&self, chunk: usize, len: usize, o: Outcome) {
+        let chunk = self.run_of(chunk);
         let rejected = {
             let mut g = self.inbox.lock();
             if g.closed {
                 Some(o)
             } else {
+                g.done += usize::from(!matches!(o, Outcome::Cancelled));
                 g.run(chunk, len).push_back(o);
                 g.wake_for(chunk, &self.wake);
                 None
@@ -159,10 +178,12 @@ impl MapShared {
     }
 
     /// `items` must not run Python while iterated (the lock is held); rejected ones are
-    /// dropped after it is released (parameters outlive the guard).
-    fn publish_all(&self, chunk: usize, items: impl IntoIterator<Item = Outcome>) {
+    /// dropped after it is released (parameters outlive the guard). `ran` of them ran.
+    fn publish_all(&self, chunk: usize, ran: usize, items: impl IntoIterator<Item = Outcome>) {
+        let chunk = self.run_of(chunk);
         let mut g = self.inbox.lock();
         if !g.closed {
+            g.done += ran;
             g.run(chunk, 0).extend(items);
             g.wake_for(chunk, &self.wake);
         }
@@ -241,7 +262,7 @@ fn call_items<'py>(
 fn cancel_items(counters: &Counters, shared: &MapShared, chunk: usize, n: usize) {
     if n > 0 {
         Counters::add(&counters.cancelled, n as u64);
-        shared.publish_all(chunk, (0..n).map(|_| Outcome::Cancelled));
+        shared.publish_all(chunk, 0, (0..n).map(|_| Outcome::Cancelled));
     }
 }
 
@@ -339,6 +360,6 @@ impl Batch for ChunkJob {
         Counters::add(&counters.failed, n as u64);
         // Built before the lock is taken: making an exception runs Python.
         let out: Vec<_> = (0..n).map(|_| Outcome::Error(Box::new(make()))).collect();
-        self.shared.publish_all(self.chunk, out);
+        self.shared.publish_all(self.chunk, 0, out);
     }
 }
