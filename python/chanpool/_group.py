@@ -82,25 +82,9 @@ class Group:
         accepted and dropped: it never starts."""
         if not callable(fn):
             raise TypeError(f"go() needs a callable, got {type(fn).__name__}")
-        sem = self._sem
-        if sem is not None:
-            sem.acquire()
-        # _start, inlined: go() is the per-task hot path.
-        if self._finished or self._ctx._err is not None:
-            self._refuse()
-            return
-        wg = self._wg
-        try:
-            wg.add(1)
-        except BaseException:
-            if sem is not None:
-                sem.release()
-            raise
-        try:
-            (self._pool or self._own_pool()).submit(self._run, fn, args, kwargs)
-        except BaseException:
-            self._settle()
-            raise
+        if self._sem is not None:
+            self._sem.acquire()
+        self._start(fn, args, kwargs)
 
     def try_go(self, fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> bool:
         """``go()`` without waiting: False (and nothing started) when ``limit`` tasks are
@@ -110,21 +94,26 @@ class Group:
         sem = self._sem
         if sem is not None and not sem.try_acquire():
             return False
+        self._start(fn, args, kwargs)
+        return True
+
+    def _start(self, fn: Callable[..., object], args: Any, kwargs: Any) -> None:
+        """After the permit (if any) is held: refuse on a finished or cancelled group, else
+        count the task and submit it; a failure to count or submit gives the permit back."""
         if self._finished or self._ctx._err is not None:
             self._refuse()
-            return True
+            return
         try:
             self._wg.add(1)
         except BaseException:
-            if sem is not None:
-                sem.release()
+            if self._sem is not None:
+                self._sem.release()
             raise
         try:
             (self._pool or self._own_pool()).submit(self._run, fn, args, kwargs)
         except BaseException:
             self._settle()
             raise
-        return True
 
     def _refuse(self) -> None:
         """A go() on a finished group raises; on a cancelled one the call is dropped."""
