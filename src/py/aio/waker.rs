@@ -171,8 +171,7 @@ impl Drop for Scope {
     fn drop(&mut self) {
         if !self.done {
             for w in self.leave() {
-                let q = Arc::clone(&w.queue);
-                q.push(w);
+                w.through_pipe();
             }
         }
     }
@@ -216,19 +215,23 @@ fn resolve(py: Python<'_>, woken: Vec<Arc<Wake>>) {
         if here {
             w.resolve(py);
         } else {
-            let q = Arc::clone(&w.queue);
-            let pass_on = w.pass_on.is_some().then(|| Arc::clone(&w));
-            if !q.push(w) {
-                // Its loop closed meanwhile: the wake-up goes to the next waiter.
-                if let Some(pass_on) = pass_on.as_ref().and_then(|w| w.pass_on.as_ref()) {
-                    pass_on();
-                }
-            }
+            w.through_pipe();
         }
     }
 }
 
 impl Wake {
+    /// A wake-up collected by a scope and not resolved there, outside every core lock: onto
+    /// its loop's pending queue; if that loop closed meanwhile, to the next waiter.
+    fn through_pipe(self: Arc<Self>) {
+        let q = Arc::clone(&self.queue);
+        if !q.push(Arc::clone(&self)) {
+            if let Some(pass_on) = &self.pass_on {
+                pass_on();
+            }
+        }
+    }
+
     /// On its loop's thread, the loop running: the drain's
     /// `if not fut.done(): fut.set_result(None)`.
     fn resolve(&self, py: Python<'_>) {
